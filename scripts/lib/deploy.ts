@@ -1,0 +1,231 @@
+import { getCreateAddress, type Signer } from "ethers";
+import {
+  DidRegistry__factory,
+  NodeRegistry__factory,
+  PoseidonT3__factory,
+  ProtocolParameters__factory,
+  RewardPool__factory,
+  SendGovernor__factory,
+  SendTimelock__factory,
+  SendToken__factory,
+  type DidRegistry,
+  type NodeRegistry,
+  type ProtocolParameters,
+  type RewardPool,
+  type SendGovernor,
+  type SendTimelock,
+  type SendToken,
+} from "../../typechain-types";
+import type { Deployment } from "../../sdk/chain/deployment";
+import { parameterIndex, TOKEN, type ParameterName } from "../../sdk/chain/protocol";
+
+/** Everything a deploy can be told. Defaults suit a local chain; `PRODUCTION_DEFAULTS` a public one. */
+export interface DeployOptions {
+  /** Name written into the deployments file. */
+  network: string;
+  /** When epoch 0 starts (unix seconds); 0 = the deploy block. */
+  genesis: number;
+  /** Parameters that replace the contract's defaults (each must be within its bounds). */
+  parameters: Partial<Record<ParameterName, bigint>>;
+  /** Seconds between queueing and executing a governance proposal. */
+  timelockDelay: number;
+  /** Blocks between proposing and the vote opening. */
+  votingDelay: number;
+  /** Blocks a vote stays open. */
+  votingPeriod: number;
+  /** Votes needed to propose, in wei. */
+  proposalThreshold: bigint;
+  /** Share of supply that must vote for a proposal to pass, in percent. */
+  quorumPercent: number;
+  /** Tokens minted to the treasury (the timelock). */
+  treasurySupply: bigint;
+  /** Tokens minted to the reward pool. */
+  rewardSupply: bigint;
+  /** Tokens minted to other holders at genesis (on a local chain: the deployer, to fund test operators). */
+  allocations: { address: string; amount: bigint }[];
+  /** Progress lines; silent by default. */
+  log: (line: string) => void;
+}
+
+/** Short windows so that a local chain goes through epochs, unbonding and votes in seconds. */
+export const LOCAL_PARAMETERS: Partial<Record<ParameterName, bigint>> = {
+  MinStakeEdge: 1_000n * TOKEN,
+  MinStakeWatchdog: 500n * TOKEN,
+  MinStakeGuardian: 2_000n * TOKEN,
+  UnbondingPeriod: 300n,
+  EpochLength: 600n,
+  ChallengeWindow: 120n,
+  ReviewWindow: 120n,
+  SettlementWindow: 300n,
+  ForcedInclusionDelay: 120n,
+  DidDeposit: 0n,
+  DidRefundDelay: 60n,
+  JailPeriod: 600n,
+};
+
+/** Local defaults: one-block voting delay, short votes and timelock, generous genesis allocation to the deployer. */
+export function localDeployOptions(deployer: string, overrides: Partial<DeployOptions> = {}): DeployOptions {
+  return {
+    network: "hardhat",
+    genesis: 0,
+    parameters: LOCAL_PARAMETERS,
+    timelockDelay: 60,
+    votingDelay: 1,
+    votingPeriod: 20,
+    proposalThreshold: 0n,
+    quorumPercent: 4,
+    treasurySupply: 500_000_000n * TOKEN,
+    rewardSupply: 300_000_000n * TOKEN,
+    allocations: [{ address: deployer, amount: 200_000_000n * TOKEN }],
+    log: () => undefined,
+    ...overrides,
+  };
+}
+
+/** Public-network defaults: the contracts' own parameter defaults, a day of voting delay and a week of voting. */
+export function productionDeployOptions(overrides: Partial<DeployOptions> = {}): DeployOptions {
+  return {
+    network: "unknown",
+    genesis: 0,
+    parameters: {},
+    timelockDelay: 2 * 24 * 3600,
+    votingDelay: 7_200,
+    votingPeriod: 50_400,
+    proposalThreshold: 100_000n * TOKEN,
+    quorumPercent: 4,
+    treasurySupply: 600_000_000n * TOKEN,
+    rewardSupply: 400_000_000n * TOKEN,
+    allocations: [],
+    log: () => undefined,
+    ...overrides,
+  };
+}
+
+/** The deployed contracts, typed, connected to the deployer. */
+export interface ProtocolContracts {
+  token: SendToken;
+  timelock: SendTimelock;
+  rewardPool: RewardPool;
+  parameters: ProtocolParameters;
+  registry: NodeRegistry;
+  didRegistry: DidRegistry;
+  governor: SendGovernor;
+}
+
+/**
+ * Deploys the whole protocol and wires it: the timelock owns every parameter and the treasury, the Governor alone
+ * proposes to the timelock, anyone executes, and the deployer keeps no role. Tests run this same code as their fixture.
+ */
+export async function deployProtocol(
+  deployer: Signer,
+  options: DeployOptions,
+): Promise<{ contracts: ProtocolContracts; deployment: Deployment }> {
+  const { log } = options;
+  const provider = deployer.provider;
+  if (!provider) throw new Error("deployProtocol: expected a signer connected to a provider");
+  const deployerAddress = await deployer.getAddress();
+  const chainId = Number((await provider.getNetwork()).chainId);
+  const startBlock = await provider.getBlockNumber();
+
+  log(`deploying from ${deployerAddress} on chain ${chainId}`);
+  const timelock = await new SendTimelock__factory(deployer).deploy(
+    options.timelockDelay,
+    [],
+    [],
+    deployerAddress, // temporary admin, renounced below
+  );
+  await timelock.waitForDeployment();
+  log(`  SendTimelock        ${await timelock.getAddress()}`);
+
+  // The token mints to the reward pool, which needs the token's address: the pool's address is fixed in advance
+  // from the deployer's nonce (the pool is the very next contract this deployer creates).
+  const nonce = await provider.getTransactionCount(deployerAddress, "pending");
+  const rewardPoolAddress = getCreateAddress({ from: deployerAddress, nonce: nonce + 1 });
+  const recipients = [await timelock.getAddress(), rewardPoolAddress, ...options.allocations.map((a) => a.address)];
+  const amounts = [options.treasurySupply, options.rewardSupply, ...options.allocations.map((a) => a.amount)];
+  const token = await new SendToken__factory(deployer).deploy(recipients, amounts, { nonce });
+  await token.waitForDeployment();
+  log(`  SendToken           ${await token.getAddress()}`);
+
+  const rewardPool = await new RewardPool__factory(deployer).deploy(await token.getAddress(), await timelock.getAddress(), {
+    nonce: nonce + 1,
+  });
+  await rewardPool.waitForDeployment();
+  if ((await rewardPool.getAddress()) !== rewardPoolAddress) {
+    throw new Error(`deployProtocol: reward pool landed at ${await rewardPool.getAddress()}, expected ${rewardPoolAddress}`);
+  }
+  log(`  RewardPool          ${rewardPoolAddress}`);
+
+  const initialValues = Object.entries(options.parameters).map(([name, value]) => ({
+    parameter: parameterIndex(name as ParameterName),
+    value: value as bigint,
+  }));
+  const parameters = await new ProtocolParameters__factory(deployer).deploy(
+    await timelock.getAddress(),
+    options.genesis,
+    initialValues,
+  );
+  await parameters.waitForDeployment();
+  log(`  ProtocolParameters  ${await parameters.getAddress()}`);
+
+  const registry = await new NodeRegistry__factory(deployer).deploy(
+    await token.getAddress(),
+    await parameters.getAddress(),
+    await timelock.getAddress(),
+    await timelock.getAddress(), // slasher: governance itself until the slashing contract is deployed
+  );
+  await registry.waitForDeployment();
+  log(`  NodeRegistry        ${await registry.getAddress()}`);
+
+  const poseidon = await new PoseidonT3__factory(deployer).deploy();
+  await poseidon.waitForDeployment();
+  const didRegistry = await new DidRegistry__factory(
+    { "poseidon-solidity/PoseidonT3.sol:PoseidonT3": await poseidon.getAddress() },
+    deployer,
+  ).deploy(await token.getAddress(), await parameters.getAddress(), await registry.getAddress());
+  await didRegistry.waitForDeployment();
+  log(`  DidRegistry         ${await didRegistry.getAddress()}`);
+
+  const governor = await new SendGovernor__factory(deployer).deploy(
+    await token.getAddress(),
+    await registry.getAddress(),
+    await timelock.getAddress(),
+    options.votingDelay,
+    options.votingPeriod,
+    options.proposalThreshold,
+    options.quorumPercent,
+  );
+  await governor.waitForDeployment();
+  log(`  SendGovernor        ${await governor.getAddress()}`);
+
+  const governorAddress = await governor.getAddress();
+  await (await timelock.grantRole(await timelock.PROPOSER_ROLE(), governorAddress)).wait();
+  await (await timelock.grantRole(await timelock.CANCELLER_ROLE(), governorAddress)).wait();
+  await (await timelock.grantRole(await timelock.EXECUTOR_ROLE(), "0x0000000000000000000000000000000000000000")).wait();
+  await (await timelock.renounceRole(await timelock.DEFAULT_ADMIN_ROLE(), deployerAddress)).wait();
+  log("  timelock wired: the Governor proposes, anyone executes, the deployer holds no role");
+
+  const deployment: Deployment = {
+    network: options.network,
+    chainId,
+    deployer: deployerAddress,
+    startBlock,
+    contracts: {
+      SendToken: await token.getAddress(),
+      SendTimelock: await timelock.getAddress(),
+      RewardPool: rewardPoolAddress,
+      ProtocolParameters: await parameters.getAddress(),
+      NodeRegistry: await registry.getAddress(),
+      PoseidonT3: await poseidon.getAddress(),
+      DidRegistry: await didRegistry.getAddress(),
+      SendGovernor: governorAddress,
+    },
+    governor: {
+      votingDelay: options.votingDelay,
+      votingPeriod: options.votingPeriod,
+      timelockDelay: options.timelockDelay,
+      quorumPercent: options.quorumPercent,
+    },
+  };
+  return { contracts: { token, timelock, rewardPool, parameters, registry, didRegistry, governor }, deployment };
+}

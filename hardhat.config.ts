@@ -2,6 +2,7 @@ import "@nomicfoundation/hardhat-toolbox";
 import { subtask, type HardhatUserConfig } from "hardhat/config";
 import { TASK_COMPILE_SOLIDITY_GET_SOLC_BUILD } from "hardhat/builtin-tasks/task-names";
 import path from "node:path";
+import "./scripts/tasks";
 
 /** The compiler comes from the pinned npm `solc` package: it cannot be downloaded on these machines. */
 const SOLC_VERSION = "0.8.30";
@@ -48,7 +49,6 @@ const config: HardhatUserConfig = {
   gasReporter: {
     enabled: process.env.REPORT_GAS !== undefined,
     currency: "USD",
-    offline: true,
     noColors: true,
     outputFile: process.env.REPORT_GAS_FILE,
   },

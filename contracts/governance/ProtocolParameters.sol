@@ -31,7 +31,7 @@ contract ProtocolParameters is IProtocolParameters, Ownable {
     EpochMath.Segment[] private _segments;
 
     /// @param owner_ The timelock.
-    /// @param genesis_ When epoch 0 begins; 0 means the deploy block's timestamp.
+    /// @param genesis_ When epoch 0 begins, not after the deploy block; 0 means the deploy block's timestamp.
     /// @param initialValues Values that replace the defaults, each within its bounds.
     constructor(address owner_, uint64 genesis_, InitialValue[] memory initialValues) Ownable(owner_) {
         for (uint256 i = 0; i < _PARAMETER_COUNT; ++i) {
@@ -41,7 +41,9 @@ contract ProtocolParameters is IProtocolParameters, Ownable {
             _checkBounds(initialValues[i].parameter, initialValues[i].value);
             _values[uint256(initialValues[i].parameter)] = initialValues[i].value;
         }
+        _checkForcedInclusion();
         (_edgeBps, _watchdogBps, _guardianBps) = (7_000, 1_500, 1_500);
+        if (genesis_ > block.timestamp) revert ParametersGenesisInFuture(genesis_, block.timestamp);
         uint64 start = genesis_ == 0 ? uint64(block.timestamp) : genesis_;
         _segments.push(EpochMath.Segment({firstEpoch: 0, startTime: start, length: uint64(_values[uint256(Parameter.EpochLength)])}));
     }
@@ -61,7 +63,8 @@ contract ProtocolParameters is IProtocolParameters, Ownable {
         if (parameter == Parameter.EmissionPerEpoch) return (0, 10_000_000 * _TOKEN);
         if (parameter == Parameter.ChallengeWindow) return (1 minutes, 14 days);
         if (parameter == Parameter.ReviewWindow) return (1 minutes, 14 days);
-        if (parameter == Parameter.SettlementWindow) return (1 minutes, 30 days);
+        // The window's minimum sits above the forced-inclusion delay's, so both can be at their minimum together.
+        if (parameter == Parameter.SettlementWindow) return (2 minutes, 30 days);
         if (parameter == Parameter.ForcedInclusionDelay) return (1 minutes, 14 days);
         if (parameter == Parameter.DidDeposit) return (0, 10_000 * _TOKEN);
         if (parameter == Parameter.DidRefundDelay) return (0, 90 days);
@@ -92,6 +95,9 @@ contract ProtocolParameters is IProtocolParameters, Ownable {
         uint256 oldValue = _values[uint256(parameter)];
         _values[uint256(parameter)] = value;
         if (parameter == Parameter.EpochLength) _scheduleEpochLength(uint64(value));
+        if (parameter == Parameter.ForcedInclusionDelay || parameter == Parameter.SettlementWindow) {
+            _checkForcedInclusion();
+        }
         emit ParameterChanged(parameter, oldValue, value);
     }
 
@@ -144,6 +150,13 @@ contract ProtocolParameters is IProtocolParameters, Ownable {
             _segments.push(EpochMath.Segment({firstEpoch: next, startTime: start, length: length}));
         }
         emit EpochScheduleChanged(next, start, length);
+    }
+
+    /// @dev Forced inclusion opens `ForcedInclusionDelay` after an epoch ends and closes with the settlement window.
+    function _checkForcedInclusion() private view {
+        uint256 delay = _values[uint256(Parameter.ForcedInclusionDelay)];
+        uint256 window = _values[uint256(Parameter.SettlementWindow)];
+        if (delay >= window) revert ParametersForcedInclusionAfterWindow(delay, window);
     }
 
     function _checkBounds(Parameter parameter, uint256 value) private pure {

@@ -164,6 +164,9 @@ interface INodeRegistry {
     /// @notice Whether `operator`'s node is registered, holds its minimum self-stake and is not jailed.
     function isActive(address operator) external view returns (bool);
 
+    /// @notice The role of `operator`'s node and the time its jail ends (one storage read: for per-slot checks).
+    function nodeStatus(address operator) external view returns (NodeRole role, uint64 jailedUntil);
+
     /// @notice The role of `operator`'s node (`None` if unregistered).
     function roleOf(address operator) external view returns (NodeRole);
 

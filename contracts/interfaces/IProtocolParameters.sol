@@ -43,8 +43,15 @@ interface IProtocolParameters {
     /// @notice A reward split whose shares do not sum to 10,000 basis points.
     error ParametersRewardSplitNotWhole(uint256 edgeBps, uint256 watchdogBps, uint256 guardianBps);
 
+    /// @notice A forced-inclusion delay of `delay` not shorter than the settlement window `window`: nodes would never
+    /// get a chance to submit their own bills before the epoch closes.
+    error ParametersForcedInclusionAfterWindow(uint256 delay, uint256 window);
+
     /// @notice A time before the first epoch began.
     error ParametersBeforeGenesis(uint256 timestamp, uint256 genesis);
+
+    /// @notice A genesis after the deploy block: the clock would refuse every call until then.
+    error ParametersGenesisInFuture(uint256 genesis, uint256 timestamp);
 
     /// @notice A role that has no minimum stake (`NodeRole.None`).
     error ParametersUnknownRole(NodeRole role);

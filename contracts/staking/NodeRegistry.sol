@@ -36,15 +36,13 @@ contract NodeRegistry is INodeRegistry, Ownable {
 
     struct Node {
         NodeRole role;
-        uint16 commissionBps;
-        uint16 pendingCommissionBps;
-        uint64 pendingFromEpoch; // 0: no pending change
         uint64 jailedUntil;
         address signer;
         string peerId;
         string[] multiaddrs;
         SharePool.Pool bonded;
         SharePool.Pool unbonding;
+        Checkpoints.Trace208 commission; // epoch => bps in force from that epoch on
     }
 
     IERC20 private immutable _token;
@@ -89,12 +87,13 @@ contract NodeRegistry is INodeRegistry, Ownable {
         if (amount < minimum) revert StakingInsufficientStake(msg.sender, amount, minimum, minimum - amount);
 
         n.role = role;
-        n.commissionBps = commissionBps;
+        uint64 epoch = _parameters.currentEpoch();
+        n.commission.push(SafeCast.toUint48(epoch), commissionBps);
         n.signer = signer;
         n.peerId = peerId;
         _setMultiaddrs(n, multiaddrs);
         emit NodeRegistered(msg.sender, role, peerId, multiaddrs, signer);
-        emit CommissionChanged(msg.sender, commissionBps, _parameters.currentEpoch());
+        emit CommissionChanged(msg.sender, commissionBps, epoch);
         _bond(msg.sender, msg.sender, amount);
     }
 
@@ -111,10 +110,11 @@ contract NodeRegistry is INodeRegistry, Ownable {
     /// @inheritdoc INodeRegistry
     function stake(uint256 amount) external {
         Node storage n = _registered(msg.sender);
-        uint256 after_ = n.bonded.value(_shares[msg.sender][msg.sender]) + amount;
+        _bond(msg.sender, msg.sender, amount);
+        // Checked after the deposit: its shares are rounded down, so the stake can come out a wei under before + amount.
+        uint256 after_ = n.bonded.value(_shares[msg.sender][msg.sender]);
         uint256 minimum = _parameters.minStake(n.role);
         if (after_ < minimum) revert StakingInsufficientStake(msg.sender, after_, minimum, minimum - after_);
-        _bond(msg.sender, msg.sender, amount);
     }
 
     /// @inheritdoc INodeRegistry
@@ -131,11 +131,6 @@ contract NodeRegistry is INodeRegistry, Ownable {
         uint256 held = _shares[operator][msg.sender];
         uint256 available = n.bonded.value(held);
         if (amount > available) revert StakingExceedsStake(operator, msg.sender, amount, available);
-        if (msg.sender == operator) {
-            uint256 minimum = _parameters.minStake(n.role);
-            uint256 remaining = available - amount;
-            if (remaining != 0 && remaining < minimum) revert StakingBelowMinimum(operator, remaining, minimum);
-        }
         Unbonding[] storage queue = _unbondings[msg.sender];
         if (queue.length >= MAX_UNBONDINGS) revert StakingTooManyUnbondings(msg.sender, MAX_UNBONDINGS);
 
@@ -144,6 +139,13 @@ contract NodeRegistry is INodeRegistry, Ownable {
         if (shares > held) shares = held;
         _shares[operator][msg.sender] = held - shares;
         uint256 tokens = n.bonded.redeem(shares);
+        if (msg.sender == operator) {
+            // Checked after the redemption: its shares are rounded up, so the operator can keep a wei under
+            // available - amount.
+            uint256 minimum = _parameters.minStake(n.role);
+            uint256 remaining = n.bonded.value(held - shares);
+            if (remaining != 0 && remaining < minimum) revert StakingBelowMinimum(operator, remaining, minimum);
+        }
         uint256 unbondingShares = n.unbonding.deposit(tokens);
         uint64 releaseTime = uint64(block.timestamp + _parameters.get(Parameter.UnbondingPeriod));
         queue.push(Unbonding({operator: operator, releaseTime: releaseTime, shares: unbondingShares}));
@@ -179,9 +181,9 @@ contract NodeRegistry is INodeRegistry, Ownable {
         Node storage n = _registered(msg.sender);
         _checkCommission(bps);
         uint64 epoch = _parameters.currentEpoch();
-        if (n.pendingFromEpoch != 0 && epoch >= n.pendingFromEpoch) n.commissionBps = n.pendingCommissionBps;
-        n.pendingCommissionBps = bps;
-        n.pendingFromEpoch = epoch + 1;
+        // Keyed by the epoch it takes effect in, so every past epoch keeps its commission; a second change within
+        // one epoch replaces the pending one (same key).
+        n.commission.push(SafeCast.toUint48(epoch + 1), bps);
         emit CommissionChanged(msg.sender, bps, epoch + 1);
     }
 
@@ -248,6 +250,12 @@ contract NodeRegistry is INodeRegistry, Ownable {
     }
 
     /// @inheritdoc INodeRegistry
+    function nodeStatus(address operator) external view returns (NodeRole role, uint64 jailedUntil) {
+        Node storage n = _nodes[operator];
+        return (n.role, n.jailedUntil);
+    }
+
+    /// @inheritdoc INodeRegistry
     function roleOf(address operator) external view returns (NodeRole) {
         return _nodes[operator].role;
     }
@@ -259,11 +267,13 @@ contract NodeRegistry is INodeRegistry, Ownable {
 
     /// @inheritdoc INodeRegistry
     function commissionAt(address operator, uint64 epoch) public view returns (uint16) {
-        Node storage n = _nodes[operator];
-        uint16 bps = n.pendingFromEpoch != 0 && epoch >= n.pendingFromEpoch ? n.pendingCommissionBps : n.commissionBps;
+        // Epochs past uint48 lie beyond every key, so they read the latest commission.
+        uint48 key = epoch > type(uint48).max ? type(uint48).max : uint48(epoch);
+        uint256 bps = _nodes[operator].commission.upperLookupRecent(key);
         uint256 cap = _parameters.get(Parameter.CommissionCapBps);
         // The cap is at most 5,000 (bounded in ProtocolParameters), so it fits in uint16.
-        return bps > cap ? uint16(cap) : bps;
+        // bps was pushed as a uint16, so it fits too.
+        return uint16(bps > cap ? cap : bps);
     }
 
     /// @inheritdoc INodeRegistry
@@ -299,7 +309,8 @@ contract NodeRegistry is INodeRegistry, Ownable {
     {
         EnumerableSet.AddressSet storage set = _staked[role];
         total = set.length();
-        uint256 end = offset + limit > total ? total : offset + limit;
+        // Compared by subtraction so that a limit of type(uint256).max ("the rest") cannot overflow.
+        uint256 end = offset >= total || limit >= total - offset ? total : offset + limit;
         NodeView[] memory page = new NodeView[](end > offset ? end - offset : 0);
         uint256 found;
         for (uint256 i = offset; i < end; ++i) {

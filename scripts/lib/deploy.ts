@@ -1,8 +1,11 @@
-import { getCreateAddress, type Signer } from "ethers";
+import { ContractFactory, getCreateAddress, type Signer } from "ethers";
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import {
   DidRegistry__factory,
   NodeRegistry__factory,
   PoseidonT3__factory,
+  RelayRollup__factory,
   ProtocolParameters__factory,
   RewardPool__factory,
   SendGovernor__factory,
@@ -11,6 +14,7 @@ import {
   type DidRegistry,
   type NodeRegistry,
   type ProtocolParameters,
+  type RelayRollup,
   type RewardPool,
   type SendGovernor,
   type SendTimelock,
@@ -18,6 +22,8 @@ import {
 } from "../../typechain-types";
 import type { Deployment } from "../../sdk/chain/deployment";
 import { parameterIndex, TOKEN, type ParameterName } from "../../sdk/chain/protocol";
+import { loadCircuitConfig, ROOT } from "./circom";
+import { verifierName } from "./ceremony";
 
 /** Everything a deploy can be told. Defaults suit a local chain; `PRODUCTION_DEFAULTS` a public one. */
 export interface DeployOptions {
@@ -43,6 +49,8 @@ export interface DeployOptions {
   rewardSupply: bigint;
   /** Tokens minted to other holders at genesis (on a local chain: the deployer, to fund test operators). */
   allocations: { address: string; amount: bigint }[];
+  /** The batch circuit whose generated verifier the rollup uses (a configuration in circuits/config.json). */
+  circuit: string;
   /** Progress lines; silent by default. */
   log: (line: string) => void;
 }
@@ -77,6 +85,7 @@ export function localDeployOptions(deployer: string, overrides: Partial<DeployOp
     treasurySupply: 500_000_000n * TOKEN,
     rewardSupply: 300_000_000n * TOKEN,
     allocations: [{ address: deployer, amount: 200_000_000n * TOKEN }],
+    circuit: "relay_batch_test",
     log: () => undefined,
     ...overrides,
   };
@@ -96,6 +105,7 @@ export function productionDeployOptions(overrides: Partial<DeployOptions> = {}):
     treasurySupply: 600_000_000n * TOKEN,
     rewardSupply: 400_000_000n * TOKEN,
     allocations: [],
+    circuit: "relay_batch_prod",
     log: () => undefined,
     ...overrides,
   };
@@ -110,6 +120,23 @@ export interface ProtocolContracts {
   registry: NodeRegistry;
   didRegistry: DidRegistry;
   governor: SendGovernor;
+  rollup: RelayRollup;
+  verifier: string;
+}
+
+/** Deploys the verifier generated for `circuit` (scripts/build-circuits.ts makes it; compiling makes its artifact). */
+async function deployVerifier(deployer: Signer, circuit: string): Promise<string> {
+  const name = verifierName(circuit);
+  const file = path.join(ROOT, "artifacts", "contracts", "verifiers", "generated", `${name}.sol`, `${name}.json`);
+  let artifact: { abi: []; bytecode: string };
+  try {
+    artifact = JSON.parse(readFileSync(file, "utf8")) as { abi: []; bytecode: string };
+  } catch {
+    throw new Error(`deployProtocol: no verifier artifact for circuit ${circuit} (${file}); run 'npm run build:circuits -- --circuit ${circuit}' then 'npm run build'`);
+  }
+  const verifier = await new ContractFactory(artifact.abi, artifact.bytecode, deployer).deploy();
+  await verifier.waitForDeployment();
+  return verifier.getAddress();
 }
 
 /**
@@ -198,6 +225,18 @@ export async function deployProtocol(
   await governor.waitForDeployment();
   log(`  SendGovernor        ${await governor.getAddress()}`);
 
+  const verifier = await deployVerifier(deployer, options.circuit);
+  const slots = loadCircuitConfig(options.circuit).params[0];
+  const rollup = await new RelayRollup__factory(deployer).deploy(
+    await parameters.getAddress(),
+    await registry.getAddress(),
+    await didRegistry.getAddress(),
+    verifier,
+    slots,
+  );
+  await rollup.waitForDeployment();
+  log(`  RelayRollup         ${await rollup.getAddress()} (${options.circuit}: ${slots} slots, verifier ${verifier})`);
+
   const governorAddress = await governor.getAddress();
   await (await timelock.grantRole(await timelock.PROPOSER_ROLE(), governorAddress)).wait();
   await (await timelock.grantRole(await timelock.CANCELLER_ROLE(), governorAddress)).wait();
@@ -219,7 +258,10 @@ export async function deployProtocol(
       PoseidonT3: await poseidon.getAddress(),
       DidRegistry: await didRegistry.getAddress(),
       SendGovernor: governorAddress,
+      RelayRollup: await rollup.getAddress(),
+      RelayBatchVerifier: verifier,
     },
+    circuit: options.circuit,
     governor: {
       votingDelay: options.votingDelay,
       votingPeriod: options.votingPeriod,
@@ -227,5 +269,8 @@ export async function deployProtocol(
       quorumPercent: options.quorumPercent,
     },
   };
-  return { contracts: { token, timelock, rewardPool, parameters, registry, didRegistry, governor }, deployment };
+  return {
+    contracts: { token, timelock, rewardPool, parameters, registry, didRegistry, governor, rollup, verifier },
+    deployment,
+  };
 }

@@ -16,7 +16,11 @@ export interface Deployment {
     PoseidonT3: string;
     DidRegistry: string;
     SendGovernor: string;
+    RelayRollup: string;
+    RelayBatchVerifier: string;
   };
+  /** The batch circuit configuration (circuits/config.json) the rollup's verifier was generated from. */
+  circuit: string;
   governor: { votingDelay: number; votingPeriod: number; timelockDelay: number; quorumPercent: number };
 }
 
@@ -40,6 +44,8 @@ const CONTRACT_NAMES = [
   "PoseidonT3",
   "DidRegistry",
   "SendGovernor",
+  "RelayRollup",
+  "RelayBatchVerifier",
 ] as const;
 
 /** Reads and checks a deployments file written by `scripts/deploy.ts`. */

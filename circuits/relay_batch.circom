@@ -18,7 +18,7 @@ include "relay_slot.circom";
  *
  * Proves: epoch < 2^64 and every nodeId < 2^160 (an address); and for each slot s, RelaySlot's statement: the
  * enabled bills are signed for (nodeId[s], epoch) by keys in the identity tree under identityRoot, with recipient key
- * hashes strictly increasing from above prevBound[s] to newBound[s] (= prevBound[s] when no bill is enabled), and
+ * order keys (the top 200 bits of the key hashes, see OrderKey) strictly increasing from above prevBound[s] (< 2^200) to newBound[s] (= prevBound[s] when no bill is enabled), and
  * work[s] = sum of min(messageCount, MAX_WORK_PER_BILL) over them. An unused slot has no enabled bill: its newBound
  * equals its prevBound and its work is 0 (batchInput.ts pads it with nodeId 0, bounds 0).
  *

@@ -6,8 +6,7 @@ include "circomlib/circuits/comparators.circom";
 include "circomlib/circuits/eddsaposeidon.circom";
 include "circomlib/circuits/poseidon.circom";
 include "bill_message.circom";
-include "canonical_halves.circom";
-include "field_less_than.circom";
+include "order_key.circom";
 include "lean_imt_root.circom";
 
 /*
@@ -22,11 +21,11 @@ include "lean_imt_root.circom";
  *     (circomlib's EdDSAPoseidonVerifier, which also checks S < the subgroup order);
  *   - messageCount < 2^32 and byteCount < 2^48 (Num2Bits), the bill format's bounds, so M has one reading;
  *   - recipientKeyHash = Poseidon(2)(Ax, Ay) is a leaf of the identity tree whose root is identityRoot;
- *   - the recipient key hashes strictly increase, the first strictly above prevBound (compared as integers in
- *     [0, p): CanonicalHalves + FieldLessThan), so a recipient counts at most once per slot, and, because the
+ *   - the recipients' order keys (OrderKey: the top 200 bits of the key hash) strictly increase, the first strictly
+ *     above prevBound (< 2^200, range-checked here), so a recipient counts at most once per slot, and, because the
  *     contract chains the bounds, at most once per node and epoch;
  *   - it credits min(messageCount, MAX_WORK_PER_BILL).
- * And for the slot: the enabled bills are a prefix of the BILLS; newBound is the last enabled recipientKeyHash, or
+ * And for the slot: the enabled bills are a prefix of the BILLS; newBound is the last enabled order key, or
  * prevBound if none is enabled; work is the sum of the credited amounts (at most BILLS * MAX_WORK_PER_BILL).
  *
  * A disabled bill credits nothing and does not move the bound, but some of circomlib's EdDSA sub-constraints hold
@@ -64,7 +63,8 @@ template RelaySlot(BILLS, TREE_DEPTH, MAX_WORK_PER_BILL) {
     signal input siblings[BILLS][TREE_DEPTH];
 
     signal recipientKeyHash[BILLS];
-    // bound[i]: the last enabled recipientKeyHash among bills 0..i-1, or prevBound.
+    signal orderKey[BILLS];
+    // bound[i]: the last enabled order key among bills 0..i-1, or prevBound.
     signal bound[BILLS + 1];
     signal cappedCount[BILLS];
     signal creditedWork[BILLS];
@@ -76,12 +76,13 @@ template RelaySlot(BILLS, TREE_DEPTH, MAX_WORK_PER_BILL) {
     component signature[BILLS];
     component keyHash[BILLS];
     component membership[BILLS];
-    component prevBoundHalves = CanonicalHalves();
-    component keyHashHalves[BILLS];
+    component prevBoundBits = Num2Bits(200);
+    component orderKeys[BILLS];
     component aboveBound[BILLS];
     component belowCap[BILLS];
 
-    prevBoundHalves.in <== prevBound;
+    // prevBound < 2^200, the range LessThan(200) needs; newBound is then either it or an order key, also < 2^200.
+    prevBoundBits.in <== prevBound;
     bound[0] <== prevBound;
     var workSum = 0;
     for (var i = 0; i < BILLS; i++) {
@@ -131,23 +132,17 @@ template RelaySlot(BILLS, TREE_DEPTH, MAX_WORK_PER_BILL) {
         }
         (membership[i].root - identityRoot) * enabled[i] === 0;
 
-        // Strictly above the previous enabled key hash. Because enabled bills are a prefix, bill i > 0 is only
-        // enabled when bill i - 1 is, so bound[i] is recipientKeyHash[i - 1] whenever this check is live, and each
-        // value of the chain prevBound, recipientKeyHash[0], ... is decomposed once.
-        keyHashHalves[i] = CanonicalHalves();
-        keyHashHalves[i].in <== recipientKeyHash[i];
-        aboveBound[i] = FieldLessThan();
-        if (i == 0) {
-            aboveBound[i].aHigh <== prevBoundHalves.high;
-            aboveBound[i].aLow <== prevBoundHalves.low;
-        } else {
-            aboveBound[i].aHigh <== keyHashHalves[i - 1].high;
-            aboveBound[i].aLow <== keyHashHalves[i - 1].low;
-        }
-        aboveBound[i].bHigh <== keyHashHalves[i].high;
-        aboveBound[i].bLow <== keyHashHalves[i].low;
+        // Strictly above the previous enabled order key, or prevBound for the first. Because enabled bills are a
+        // prefix, bill i > 0 is only enabled when bill i - 1 is, so bound[i] is orderKey[i - 1] whenever this check
+        // is live. Both sides are below 2^200 (OrderKey's decomposition, prevBound's range check).
+        orderKeys[i] = OrderKey();
+        orderKeys[i].in <== recipientKeyHash[i];
+        orderKey[i] <== orderKeys[i].out;
+        aboveBound[i] = LessThan(200);
+        aboveBound[i].in[0] <== bound[i];
+        aboveBound[i].in[1] <== orderKey[i];
         (1 - aboveBound[i].out) * enabled[i] === 0;
-        bound[i + 1] <== bound[i] + enabled[i] * (recipientKeyHash[i] - bound[i]);
+        bound[i + 1] <== bound[i] + enabled[i] * (orderKey[i] - bound[i]);
 
         // credited = min(messageCount, MAX_WORK_PER_BILL); both sides < 2^32 (Num2Bits(32) above, assert at the top).
         belowCap[i] = LessThan(32);

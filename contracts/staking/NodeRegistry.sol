@@ -111,7 +111,8 @@ contract NodeRegistry is INodeRegistry, Ownable {
     function stake(uint256 amount) external {
         Node storage n = _registered(msg.sender);
         _bond(msg.sender, msg.sender, amount);
-        // Checked after the deposit: its shares are rounded down, so the stake can come out a wei under before + amount.
+        // Checked after the deposit: its shares are rounded down, so the stake can come out a wei under
+        // before + amount.
         uint256 after_ = n.bonded.value(_shares[msg.sender][msg.sender]);
         uint256 minimum = _parameters.minStake(n.role);
         if (after_ < minimum) revert StakingInsufficientStake(msg.sender, after_, minimum, minimum - after_);
@@ -282,11 +283,10 @@ contract NodeRegistry is INodeRegistry, Ownable {
     }
 
     /// @inheritdoc INodeRegistry
-    function sharesOf(address operator, address staker)
-        external
-        view
-        returns (uint256 shares, uint256 totalShares, uint256 totalTokens)
-    {
+    function sharesOf(
+        address operator,
+        address staker
+    ) external view returns (uint256 shares, uint256 totalShares, uint256 totalTokens) {
         SharePool.Pool storage pool = _nodes[operator].bonded;
         return (_shares[operator][staker], pool.shares, pool.tokens);
     }
@@ -302,11 +302,11 @@ contract NodeRegistry is INodeRegistry, Ownable {
     }
 
     /// @inheritdoc INodeRegistry
-    function activeNodes(NodeRole role, uint256 offset, uint256 limit)
-        external
-        view
-        returns (NodeView[] memory nodes, uint256 total)
-    {
+    function activeNodes(
+        NodeRole role,
+        uint256 offset,
+        uint256 limit
+    ) external view returns (NodeView[] memory nodes, uint256 total) {
         EnumerableSet.AddressSet storage set = _staked[role];
         total = set.length();
         // Compared by subtraction so that a limit of type(uint256).max ("the rest") cannot overflow.

@@ -7,7 +7,7 @@
  *
  *   [epoch, identityRoot, nodeId[0..slots-1], prevBound[0..slots-1], newBound[0..slots-1], work[0..slots-1]]
  *
- * A slot's bills are sorted by recipientKeyHash, must all lie strictly above its prevBound, and are padded to the
+ * A slot's bills are sorted by order key (the top 200 bits of recipientKeyHash), must all lie strictly above its prevBound, and are padded to the
  * circuit's bill count with disabled bills; unused slots are padded with nodeId 0 and bounds 0 (the contract skips
  * nodeId 0). Each bill's key hash must be a live leaf of the identity tree the batch is proven against.
  */
@@ -114,11 +114,11 @@ export interface BatchRequest {
 export interface BatchSlot {
   readonly nodeId: bigint;
   readonly prevBound: bigint;
-  /** The last (largest) recipientKeyHash of the slot's bills, or prevBound if it has none. */
+  /** The last (largest) order key of the slot's bills, or prevBound if it has none. */
   readonly newBound: bigint;
   /** The sum over the slot's bills of min(messageCount, maxWorkPerBill). */
   readonly work: bigint;
-  /** The slot's bills, sorted by recipientKeyHash (empty for padding). */
+  /** The slot's bills, sorted by order key (empty for padding). */
   readonly bills: readonly SignedBill[];
   readonly recipientKeyHashes: readonly bigint[];
 }
@@ -208,9 +208,25 @@ export function membershipPath(tree: IdentityTreeView, leaf: bigint, maxDepth: n
   return { depth: siblings.length, pathIndices: pad(bits), siblings: pad(siblings) };
 }
 
+/** Order keys are the top 200 bits of a key hash (circuits/order_key.circom): below this. */
+export const ORDER_KEY_LIMIT = 1n << 200n;
+/** Bits dropped from a 254-bit key hash to make its order key. */
+const ORDER_KEY_SHIFT = 54n;
+
+/**
+ * The order key of a recipient key hash: its top 200 bits. A slot's recipients are ordered by it and the rollup
+ * stores the last one as the node's bound (200 bits, so the bound and the node's work share one storage slot).
+ */
+export function orderKey(keyHash: bigint): bigint {
+  if (keyHash < 0n || keyHash >= SNARK_SCALAR_FIELD) {
+    throw new BatchInputError(`orderKey: expected a field element, got ${keyHash}`);
+  }
+  return keyHash >> ORDER_KEY_SHIFT;
+}
+
 /**
  * Builds a batch: checks every claim against what the circuit will prove (and throws BatchInputError, naming the slot
- * and bill, where it would not), sorts each slot's bills by recipientKeyHash, pads, and computes bounds and work.
+ * and bill, where it would not), sorts each slot's bills by order key, pads, and computes bounds and work.
  */
 export function buildRelayBatch(params: RelayCircuitParams, request: BatchRequest): RelayBatch {
   checkParams(params);
@@ -232,8 +248,8 @@ export function buildRelayBatch(params: RelayCircuitParams, request: BatchReques
       throw new BatchInputError(`${where}: expected each node in one slot, got node ${claim.nodeId} again`);
     }
     seenNodes.add(claim.nodeId);
-    if (typeof claim.prevBound !== "bigint" || claim.prevBound < 0n || claim.prevBound >= SNARK_SCALAR_FIELD) {
-      throw new BatchInputError(`${where}: expected prevBound to be a field element, got ${String(claim.prevBound)}`);
+    if (typeof claim.prevBound !== "bigint" || claim.prevBound < 0n || claim.prevBound >= ORDER_KEY_LIMIT) {
+      throw new BatchInputError(`${where}: expected prevBound to be an order key (< 2^200), got ${String(claim.prevBound)}`);
     }
     if (claim.bills.length > params.bills) {
       throw new BatchInputError(`${where}: expected at most ${params.bills} bills, got ${claim.bills.length}`);
@@ -253,23 +269,24 @@ export function buildRelayBatch(params: RelayCircuitParams, request: BatchReques
       if (tree.indexOf(keyHash) < 0) {
         throw new BatchInputError(`${whereBill}: expected the bill key in the identity tree, got key hash ${keyHash}`);
       }
-      if (keyHash <= claim.prevBound) {
+      const key = orderKey(keyHash);
+      if (key <= claim.prevBound) {
         throw new BatchInputError(
-          `${whereBill}: expected a key hash above prevBound ${claim.prevBound}, got ${keyHash}`,
+          `${whereBill}: expected an order key above prevBound ${claim.prevBound}, got ${key} (key hash ${keyHash})`,
         );
       }
-      return { signed, keyHash };
+      return { signed, keyHash, key };
     });
-    keyed.sort((a, b) => (a.keyHash < b.keyHash ? -1 : a.keyHash > b.keyHash ? 1 : 0));
+    keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     for (let i = 1; i < keyed.length; i++) {
-      if (keyed[i].keyHash === keyed[i - 1].keyHash) {
-        throw new BatchInputError(`${where}: expected one bill per recipient, got two by key hash ${keyed[i].keyHash}`);
+      if (keyed[i].key === keyed[i - 1].key) {
+        throw new BatchInputError(`${where}: expected one bill per recipient, got two with order key ${keyed[i].key}`);
       }
     }
     return {
       nodeId: claim.nodeId,
       prevBound: claim.prevBound,
-      newBound: keyed.length > 0 ? keyed[keyed.length - 1].keyHash : claim.prevBound,
+      newBound: keyed.length > 0 ? keyed[keyed.length - 1].key : claim.prevBound,
       work: keyed.reduce((sum, { signed }) => sum + creditedWork(signed.bill, params.maxWorkPerBill), 0n),
       bills: keyed.map(({ signed }) => signed),
       recipientKeyHashes: keyed.map(({ keyHash }) => keyHash),

@@ -320,11 +320,6 @@ describe("circuits: RelayBatch (relay_batch_test: 2 slots x 2 bills, tree depth 
     batch = build(claims);
   });
 
-  after(async () => {
-    // snarkjs's wtns.check builds a multi-threaded bn128 curve and keeps it: let the process exit.
-    await (globalThis as { curve_bn128?: { terminate(): Promise<void> } }).curve_bn128?.terminate();
-  });
-
   describe("configuration", () => {
     it("matches circuits/config.json and fits the 2^15 ceremony", () => {
       const config = loadCircuitConfig("relay_batch_test");

@@ -252,7 +252,14 @@ class Run {
           () =>
             registry
               .connect(operator)
-              .register(action.role, `peer-${action.op}`, [`/ip4/10.0.0.${action.op}/tcp/4001`], operator.address, action.commission, amount),
+              .register(
+                action.role,
+                `peer-${action.op}`,
+                [`/ip4/10.0.0.${action.op}/tcp/4001`],
+                operator.address,
+                action.commission,
+                amount,
+              ),
           registered ? "StakingAlreadyRegistered" : undefined,
         );
         if (receipt) {
@@ -269,10 +276,15 @@ class Run {
         else {
           const pool = await bondedPool(registry, operator, operator);
           const minimum = await this.minimum(operator);
-          if (action.amount === "missing" && valueOf(pool, pool.held) < minimum) amount = minimum - valueOf(pool, pool.held);
+          if (action.amount === "missing" && valueOf(pool, pool.held) < minimum)
+            amount = minimum - valueOf(pool, pool.held);
           if (selfStakeAfterDeposit(pool, amount) < minimum) error = "StakingInsufficientStake";
         }
-        const receipt = await expectOutcome(registry, () => registry.connect(f.operators[action.op]).stake(amount), error);
+        const receipt = await expectOutcome(
+          registry,
+          () => registry.connect(f.operators[action.op]).stake(amount),
+          error,
+        );
         if (receipt) {
           this.ledgers[action.op].putIn += amount;
           this.poolOperations += 1n;
@@ -286,7 +298,11 @@ class Run {
         let error: string | undefined;
         if ((await registry.roleOf(operator)) === BigInt(NodeRole.None)) error = "StakingNotRegistered";
         else if (!(await this.activeAt(operator, at))) error = "StakingNodeNotActive";
-        const receipt = await expectOutcome(registry, () => registry.connect(delegator).delegate(operator, action.amount), error);
+        const receipt = await expectOutcome(
+          registry,
+          () => registry.connect(delegator).delegate(operator, action.amount),
+          error,
+        );
         if (receipt) {
           this.ledgers[3 + action.delegator].putIn += action.amount;
           this.poolOperations += 1n;
@@ -307,7 +323,8 @@ class Run {
           else amount = (available * action.ppm) / PPM;
           if (amount === 0n) amount = 1n;
           if (amount > available) error = "StakingExceedsStake";
-          else if ((await registry.unbondings(staker.address)).length >= MAX_UNBONDINGS) error = "StakingTooManyUnbondings";
+          else if ((await registry.unbondings(staker.address)).length >= MAX_UNBONDINGS)
+            error = "StakingTooManyUnbondings";
           else if (staker.address === operator) {
             const remaining = selfStakeAfterUnbond(pool, amount);
             if (remaining !== 0n && remaining < minimum) error = "StakingBelowMinimum";
@@ -320,8 +337,10 @@ class Run {
           this.poolOperations += 2n;
           if (staker.address === operator) {
             const left = await registry.stakeOf(operator, operator);
-            expect(left === 0n || left >= (await this.minimum(operator)), "an operator keeps its minimum or leaves").to
-              .be.true;
+            expect(
+              left === 0n || left >= (await this.minimum(operator)),
+              "an operator keeps its minimum or leaves",
+            ).to.equal(true);
           }
         }
         break;
@@ -355,7 +374,9 @@ class Run {
       case "slash": {
         const operator = f.operators[action.op].address;
         const registered = (await registry.roleOf(operator)) !== BigInt(NodeRole.None);
-        const before = registered ? await Promise.all(this.participants.map((p) => this.holdingIn(operator, p.address))) : [];
+        const before = registered
+          ? await Promise.all(this.participants.map((p) => this.holdingIn(operator, p.address)))
+          : [];
         const slasherBefore = await f.token.balanceOf(f.slasher.address);
         const receipt = await expectOutcome(
           registry,
@@ -421,32 +442,35 @@ class Run {
 }
 
 /** Sequences open by registering one to three operators, so that most later actions find a node to act on. */
-const opening: fc.Arbitrary<Action[]> = fc
-  .uniqueArray(
-    fc.record({
-      kind: fc.constant("register" as const),
-      op: operatorArb,
-      role: fc.constantFrom(NodeRole.Edge, NodeRole.Watchdog, NodeRole.Guardian),
-      extra: fc.oneof(fc.constant(0n), fc.bigInt({ min: 1n, max: 2_000n * TOKEN })),
-      commission: fc.integer({ min: 0, max: 2_000 }),
-      wait: fc.constant(0),
-    }),
-    { minLength: 1, maxLength: 3, selector: (action) => action.op },
-  );
+const opening: fc.Arbitrary<Action[]> = fc.uniqueArray(
+  fc.record({
+    kind: fc.constant("register" as const),
+    op: operatorArb,
+    role: fc.constantFrom(NodeRole.Edge, NodeRole.Watchdog, NodeRole.Guardian),
+    extra: fc.oneof(fc.constant(0n), fc.bigInt({ min: 1n, max: 2_000n * TOKEN })),
+    commission: fc.integer({ min: 0, max: 2_000 }),
+    wait: fc.constant(0),
+  }),
+  { minLength: 1, maxLength: 3, selector: (action) => action.op },
+);
 
 describe("NodeRegistry properties", () => {
   it("conserves tokens through random register, stake, delegate, unbond, withdraw and slash sequences", async () => {
     await fc.assert(
-      fc.asyncProperty(opening, fc.array(actionArb, { minLength: 5, maxLength: 25, size: "max" }), async (first, actions) => {
-        const f = await loadFixture(propertyFixture);
-        const participants = [...f.operators, ...f.delegators, f.slasher];
-        const balances = await Promise.all(participants.map((p) => f.token.balanceOf(p.address)));
-        const total = balances.reduce((sum, b) => sum + b, 0n) + (await f.token.balanceOf(f.registry));
-        const run = new Run(f, total);
-        await run.checkCustody();
-        for (const action of [...first, ...actions]) await run.step(action);
-        for (let i = 0; i < run.participants.length; i++) await run.checkLedger(i);
-      }),
+      fc.asyncProperty(
+        opening,
+        fc.array(actionArb, { minLength: 5, maxLength: 25, size: "max" }),
+        async (first, actions) => {
+          const f = await loadFixture(propertyFixture);
+          const participants = [...f.operators, ...f.delegators, f.slasher];
+          const balances = await Promise.all(participants.map((p) => f.token.balanceOf(p.address)));
+          const total = balances.reduce((sum, b) => sum + b, 0n) + (await f.token.balanceOf(f.registry));
+          const run = new Run(f, total);
+          await run.checkCustody();
+          for (const action of [...first, ...actions]) await run.step(action);
+          for (let i = 0; i < run.participants.length; i++) await run.checkLedger(i);
+        },
+      ),
       runParameters(100),
     );
   });
@@ -473,7 +497,11 @@ describe("NodeRegistry properties", () => {
         const op = operator.address;
         // Twice the minimum, so that the node stays active (open to delegation) after a slash of up to half.
         const minimum = await f.parameters.minStake(NodeRole.Edge);
-        await (await registry.connect(operator).register(NodeRole.Edge, "peer", ["/ip4/10.0.0.1/tcp/4001"], op, 0, 2n * minimum + s.selfExtra)).wait();
+        await (
+          await registry
+            .connect(operator)
+            .register(NodeRole.Edge, "peer", ["/ip4/10.0.0.1/tcp/4001"], op, 0, 2n * minimum + s.selfExtra)
+        ).wait();
         for (let i = 0; i < 3; i++) {
           const amount = s.early[i];
           if (amount !== undefined) await (await registry.connect(f.delegators[i]).delegate(op, amount)).wait();
@@ -514,8 +542,10 @@ describe("NodeRegistry properties", () => {
         const withinOneWei = (was: bigint, now: bigint, what: string) => {
           const loss = was - now;
           const expected = (was * bps) / BPS;
-          expect(loss >= expected - 1n && loss <= expected + 1n, `${what}: lost ${loss} of ${was}, expected ${expected} ± 1`)
-            .to.be.true;
+          expect(
+            loss >= expected - 1n && loss <= expected + 1n,
+            `${what}: lost ${loss} of ${was}, expected ${expected} ± 1`,
+          ).to.equal(true);
         };
         for (let h = 0; h < holders.length; h++) {
           withinOneWei(before[h].bonded, after[h].bonded, `holder ${h} bonded`);

@@ -9,7 +9,7 @@ import { NodeRole, parameterIndex, TOKEN } from "../../sdk/chain/protocol";
 
 /** Tokens each test actor receives from the deployer's genesis allocation. */
 const FUNDING = 100_000n * TOKEN;
-/** LOCAL_PARAMETERS in scripts/lib/deploy.ts: the fixture's values, read back from the contract in the tests that need them. */
+/** LOCAL_PARAMETERS in scripts/lib/deploy.ts; a test below checks the deployed values against them. */
 const MIN_EDGE = 1_000n * TOKEN;
 const MIN_WATCHDOG = 500n * TOKEN;
 const MIN_GUARDIAN = 2_000n * TOKEN;
@@ -18,7 +18,7 @@ const BPS = 10_000n;
 const PEER_ID = "12D3KooWGzJ8D1fQ2vY3rR8uQ6yEdgeNodeAlphaPeerIdXyz0123";
 const MULTIADDRS = ["/ip4/10.0.0.1/tcp/4001", "/ip4/10.0.0.1/tcp/4002/ws"];
 
-/** The protocol, five funded actors that approved the registry, and the slasher wired to `slasher` by governance. */
+/** The protocol, six funded actors that approved the registry, and the slasher set to `slasher` by governance. */
 async function stakingFixture() {
   const base = await deployProtocolFixture();
   const { token, registry, timelock, signers } = base;
@@ -73,6 +73,23 @@ async function minedIn(tx: ContractTransactionResponse): Promise<number> {
 /** A copy of an `unbondings()` entry that can be passed back to the contract (ethers' results are frozen). */
 function asEntry(entry: INodeRegistry.UnbondingStructOutput): INodeRegistry.UnbondingStruct {
   return { operator: entry.operator, releaseTime: entry.releaseTime, shares: entry.shares };
+}
+
+/** A node view as a plain object, for deep comparison. */
+function plainView(v: INodeRegistry.NodeViewStructOutput) {
+  return {
+    operator: v.operator,
+    role: v.role,
+    signer: v.signer,
+    peerId: v.peerId,
+    multiaddrs: [...v.multiaddrs],
+    commissionBps: v.commissionBps,
+    jailedUntil: v.jailedUntil,
+    selfStake: v.selfStake,
+    delegatedStake: v.delegatedStake,
+    unbondingStake: v.unbondingStake,
+    active: v.active,
+  };
 }
 
 /** Moves the chain to the first second of the epoch after the current one. */
@@ -167,9 +184,7 @@ describe("NodeRegistry", () => {
       const { registry, opA } = await loadFixture(stakingFixture);
       const register = (peerId: string) =>
         registry.connect(opA).register(NodeRole.Edge, peerId, MULTIADDRS, opA.address, 0, MIN_EDGE);
-      await expect(register(""))
-        .to.be.revertedWithCustomError(registry, "StakingInvalidPeerId")
-        .withArgs(0, 128);
+      await expect(register("")).to.be.revertedWithCustomError(registry, "StakingInvalidPeerId").withArgs(0, 128);
       await expect(register("p".repeat(129)))
         .to.be.revertedWithCustomError(registry, "StakingInvalidPeerId")
         .withArgs(129, 128);
@@ -189,9 +204,7 @@ describe("NodeRegistry", () => {
       const register = (multiaddrs: string[]) =>
         registry.connect(opA).register(NodeRole.Edge, PEER_ID, multiaddrs, opA.address, 0, MIN_EDGE);
       const addrs = (n: number) => Array.from({ length: n }, (_, i) => `/ip4/10.0.0.${i}/tcp/4001`);
-      await expect(register([]))
-        .to.be.revertedWithCustomError(registry, "StakingInvalidMultiaddrs")
-        .withArgs(0, 8);
+      await expect(register([])).to.be.revertedWithCustomError(registry, "StakingInvalidMultiaddrs").withArgs(0, 8);
       await expect(register(addrs(9)))
         .to.be.revertedWithCustomError(registry, "StakingInvalidMultiaddrs")
         .withArgs(9, 8);
@@ -290,8 +303,9 @@ describe("NodeRegistry", () => {
       await expect(registry.connect(opA).updateNode(PEER_ID, [""], opA.address))
         .to.be.revertedWithCustomError(registry, "StakingInvalidMultiaddrs")
         .withArgs(1, 8);
-      await expect(registry.connect(opA).updateNode(PEER_ID, MULTIADDRS, ethers.ZeroAddress))
-        .to.be.revertedWithCustomError(registry, "StakingInvalidSigner");
+      await expect(
+        registry.connect(opA).updateNode(PEER_ID, MULTIADDRS, ethers.ZeroAddress),
+      ).to.be.revertedWithCustomError(registry, "StakingInvalidSigner");
     });
   });
 
@@ -303,7 +317,9 @@ describe("NodeRegistry", () => {
       const amount = 250n * TOKEN;
       const tx = registry.connect(opA).stake(amount);
       await expect(tx).to.emit(registry, "Bonded").withArgs(opA.address, opA.address, amount, amount);
-      await expect(tx).to.emit(registry, "StakeVotesChanged").withArgs(opA.address, MIN_EDGE, MIN_EDGE + amount);
+      await expect(tx)
+        .to.emit(registry, "StakeVotesChanged")
+        .withArgs(opA.address, MIN_EDGE, MIN_EDGE + amount);
       await expect(tx).to.changeTokenBalances(token, [opA, registry], [-amount, amount]);
       expect((await registry.node(opA.address)).selfStake).to.equal(MIN_EDGE + amount);
     });
@@ -645,7 +661,9 @@ describe("NodeRegistry", () => {
       await time.increase(150); // the first two have matured, the third has 150 s left
 
       const tx = registry.connect(alice).withdraw();
-      await expect(tx).to.emit(registry, "Withdrawn").withArgs(alice.address, 30n * TOKEN, 2);
+      await expect(tx)
+        .to.emit(registry, "Withdrawn")
+        .withArgs(alice.address, 30n * TOKEN, 2);
       await expect(tx).to.changeTokenBalance(token, alice, 30n * TOKEN);
       const left = await registry.unbondings(alice.address);
       expect(left).to.have.length(1);
@@ -656,7 +674,9 @@ describe("NodeRegistry", () => {
         .withArgs(alice.address);
 
       await time.increase(150);
-      await expect(registry.connect(alice).withdraw()).to.emit(registry, "Withdrawn").withArgs(alice.address, 40n * TOKEN, 1);
+      await expect(registry.connect(alice).withdraw())
+        .to.emit(registry, "Withdrawn")
+        .withArgs(alice.address, 40n * TOKEN, 1);
       expect(await registry.unbondings(alice.address)).to.have.length(0);
     });
 
@@ -965,7 +985,9 @@ describe("NodeRegistry", () => {
       expect(await registry.getVotes(alice.address)).to.equal(1_000n * TOKEN);
 
       const tx = registry.connect(bob).syncVotes(opA.address, alice.address);
-      await expect(tx).to.emit(registry, "StakeVotesChanged").withArgs(alice.address, 1_000n * TOKEN, 900n * TOKEN);
+      await expect(tx)
+        .to.emit(registry, "StakeVotesChanged")
+        .withArgs(alice.address, 1_000n * TOKEN, 900n * TOKEN);
       expect(await registry.getVotes(alice.address)).to.equal(900n * TOKEN);
       await expect(registry.syncVotes(opA.address, alice.address)).not.to.emit(registry, "StakeVotesChanged");
     });
@@ -1071,7 +1093,7 @@ describe("NodeRegistry", () => {
       await registerNode(f, opA);
       const [[listed]] = await registry.activeNodes(NodeRole.Edge, 0, 1);
       const direct = await registry.node(opA.address);
-      expect(listed.toObject(true)).to.deep.equal(direct.toObject(true));
+      expect(plainView(listed)).to.deep.equal(plainView(direct));
     });
   });
 
@@ -1096,6 +1118,18 @@ describe("NodeRegistry", () => {
       expect(view.delegatedStake).to.equal(500n * TOKEN);
       expect(view.unbondingStake).to.equal(200n * TOKEN);
       expect(view.active).to.equal(true);
+    });
+
+    it("reports role and jail end in one call, as the rollup's per-slot checks read them", async () => {
+      const f = await loadFixture(stakingFixture);
+      const { registry, opA, slasher } = f;
+      expect(await registry.nodeStatus(opA.address)).to.deep.equal([BigInt(NodeRole.None), 0n]);
+      await registerNode(f, opA, NodeRole.Watchdog);
+      expect(await registry.nodeStatus(opA.address)).to.deep.equal([BigInt(NodeRole.Watchdog), 0n]);
+      const tx = await registry.connect(slasher).slash(opA.address, 0, true);
+      const jailedUntil = BigInt(await minedAt(tx)) + 600n;
+      expect(await registry.nodeStatus(opA.address)).to.deep.equal([BigInt(NodeRole.Watchdog), jailedUntil]);
+      expect((await registry.node(opA.address)).jailedUntil).to.equal(jailedUntil);
     });
 
     it("describes an unregistered address as an empty, inactive node", async () => {

@@ -120,7 +120,8 @@ const COMMANDS: Record<string, Command> = {
       const peerId = str(v["peer-id"]);
       if (!peerId) throw new UsageError("--peer-id: expected the node's libp2p peer id");
       const addrs = strings(v.addr);
-      if (addrs.length === 0) throw new UsageError("--addr: expected at least one multiaddr, e.g. /ip4/127.0.0.1/tcp/4001");
+      if (addrs.length === 0)
+        throw new UsageError("--addr: expected at least one multiaddr, e.g. /ip4/127.0.0.1/tcp/4001");
       const amount = parseTokens(str(v.stake), "--stake");
       const signer = v.signer === undefined ? ctx.address : parseAddress(str(v.signer), "--signer");
       const commission = v.commission === undefined ? 0 : parseInteger(str(v.commission), "--commission", 0, 10_000);
@@ -162,7 +163,10 @@ const COMMANDS: Record<string, Command> = {
       const operator = parseAddress(str(v.operator), "--operator");
       const amount = parseTokens(str(v.amount), "--amount");
       await ensureAllowance(ctx, amount);
-      await send(`delegated ${formatTokens(amount)} to ${operator}`, contracts(ctx).registry.delegate(operator, amount));
+      await send(
+        `delegated ${formatTokens(amount)} to ${operator}`,
+        contracts(ctx).registry.delegate(operator, amount),
+      );
     },
   },
   undelegate: {
@@ -172,7 +176,10 @@ const COMMANDS: Record<string, Command> = {
     async run(ctx, v) {
       const operator = parseAddress(str(v.operator), "--operator");
       const amount = await amountOrAll(ctx, operator, str(v.amount));
-      await send(`unbonding ${formatTokens(amount)} from ${operator}`, contracts(ctx).registry.unbond(operator, amount));
+      await send(
+        `unbonding ${formatTokens(amount)} from ${operator}`,
+        contracts(ctx).registry.unbond(operator, amount),
+      );
     },
   },
   unbond: {
@@ -218,12 +225,16 @@ const COMMANDS: Record<string, Command> = {
       const node = await registry.node(who);
       if (Number(node.role) !== NodeRole.None) {
         const jailed = node.jailedUntil > BigInt(Math.floor(Date.now() / 1000));
-        console.log(`node         ${ROLE_NAMES[Number(node.role)]}, ${node.active ? "active" : "inactive"}${jailed ? `, jailed until ${new Date(Number(node.jailedUntil) * 1000).toISOString()}` : ""}`);
+        console.log(
+          `node         ${ROLE_NAMES[Number(node.role)]}, ${node.active ? "active" : "inactive"}${jailed ? `, jailed until ${new Date(Number(node.jailedUntil) * 1000).toISOString()}` : ""}`,
+        );
         console.log(`  peer id    ${node.peerId}`);
         for (const addr of node.multiaddrs) console.log(`  addr       ${addr}`);
         console.log(`  signer     ${node.signer}`);
         console.log(`  commission ${node.commissionBps} bps`);
-        console.log(`  self stake ${formatTokens(node.selfStake)} (minimum ${formatTokens(await parameters.minStake(node.role))})`);
+        console.log(
+          `  self stake ${formatTokens(node.selfStake)} (minimum ${formatTokens(await parameters.minStake(node.role))})`,
+        );
         console.log(`  delegated  ${formatTokens(node.delegatedStake)}`);
         console.log(`  unbonding  ${formatTokens(node.unbondingStake)}`);
       } else {
@@ -239,8 +250,15 @@ const COMMANDS: Record<string, Command> = {
       }
       const now = BigInt(Math.floor(Date.now() / 1000));
       for (const entry of await registry.unbondings(who)) {
-        const value = await registry.unbondingValue({ operator: entry.operator, releaseTime: entry.releaseTime, shares: entry.shares });
-        const when = entry.releaseTime <= now ? "withdrawable now" : `free at ${new Date(Number(entry.releaseTime) * 1000).toISOString()}`;
+        const value = await registry.unbondingValue({
+          operator: entry.operator,
+          releaseTime: entry.releaseTime,
+          shares: entry.shares,
+        });
+        const when =
+          entry.releaseTime <= now
+            ? "withdrawable now"
+            : `free at ${new Date(Number(entry.releaseTime) * 1000).toISOString()}`;
         console.log(`unbonding    ${formatTokens(value)} from ${entry.operator}, ${when}`);
       }
     },
@@ -256,7 +274,9 @@ const COMMANDS: Record<string, Command> = {
       for (let offset = 0n; ; offset += PAGE) {
         const [nodes, total] = await registry.activeNodes(role, offset, PAGE);
         for (const n of nodes) {
-          console.log(`${n.operator} ${n.peerId} ${[...n.multiaddrs].join(",")} stake=${formatTokens(n.selfStake + n.delegatedStake)}`);
+          console.log(
+            `${n.operator} ${n.peerId} ${[...n.multiaddrs].join(",")} stake=${formatTokens(n.selfStake + n.delegatedStake)}`,
+          );
         }
         if (offset + PAGE >= total) break;
       }
@@ -285,7 +305,8 @@ export async function main(argv: string[]): Promise<number> {
   const printUsage = () => console.log(`Usage: npm run operator -- ${command.usage}\n\n${COMMON_HELP}`);
   let values: Values;
   try {
-    values = parseArgs({ args: rest, options: { ...COMMON_OPTIONS, ...command.options }, strict: true }).values as Values;
+    values = parseArgs({ args: rest, options: { ...COMMON_OPTIONS, ...command.options }, strict: true })
+      .values as Values;
   } catch (error) {
     console.error((error as Error).message);
     printUsage();
@@ -302,7 +323,9 @@ export async function main(argv: string[]): Promise<number> {
       key: str(values.key) ?? process.env.SEND_PRIVATE_KEY,
       account: str(values.account),
     };
-    const deployment = loadDeployment(str(values.deployment) ?? process.env.SEND_DEPLOYMENT ?? "deployments/localhost.json");
+    const deployment = loadDeployment(
+      str(values.deployment) ?? process.env.SEND_DEPLOYMENT ?? "deployments/localhost.json",
+    );
     const { signer } = await connect(connection);
     await command.run({ signer, address: await signer.getAddress(), deployment }, values);
     return 0;

@@ -11,19 +11,26 @@ import path from "node:path";
 /* eslint-disable @typescript-eslint/no-require-imports */
 
 task("deploy", "Deploys the whole protocol and writes deployments/<network>.json")
-  .addOptionalParam("profile", "'local' (short windows, genesis allocation to the deployer) or 'production'", undefined, types.string)
+  .addOptionalParam(
+    "profile",
+    "'local' (short windows, genesis allocation to the deployer) or 'production'",
+    undefined,
+    types.string,
+  )
   .addOptionalParam("out", "Deployments file to write (default deployments/<network>.json)", undefined, types.string)
   .addOptionalParam("genesis", "Unix time at which epoch 0 starts (default: the deploy block)", 0, types.int)
   .setAction(async (args: { profile?: string; out?: string; genesis: number }, hre) => {
     await hre.run("compile", { quiet: true });
-    const { deployProtocol, localDeployOptions, productionDeployOptions } = require("./lib/deploy") as typeof import("./lib/deploy");
+    const { deployProtocol, localDeployOptions, productionDeployOptions } =
+      require("./lib/deploy") as typeof import("./lib/deploy");
     const network = hre.network.name;
     const profile = args.profile ?? (["hardhat", "localhost"].includes(network) ? "local" : "production");
     if (profile !== "local" && profile !== "production") {
       throw new Error(`--profile: expected 'local' or 'production', got '${profile}'`);
     }
     const [deployer] = await hre.ethers.getSigners();
-    if (!deployer) throw new Error(`network ${network} has no account: set ${network.toUpperCase().replace(/-/g, "_")}_PRIVATE_KEY`);
+    if (!deployer)
+      throw new Error(`network ${network} has no account: set ${network.toUpperCase().replace(/-/g, "_")}_PRIVATE_KEY`);
     const log = (line: string) => console.log(line);
     const base = { network, genesis: args.genesis, log };
     const options = profile === "local" ? localDeployOptions(deployer.address, base) : productionDeployOptions(base);
@@ -40,44 +47,55 @@ task("devnet", "Runs a local chain on 127.0.0.1 with the protocol deployed and n
   .addOptionalParam("epochLength", "Seconds per epoch", 600, types.int)
   .addOptionalParam("basePort", "First libp2p TCP port of the nodes", 4001, types.int)
   .addOptionalParam("dataDir", "Folder for node keys and state", ".devnet", types.string)
-  .setAction(async (args: { port: number; edges: number; epochLength: number; basePort: number; dataDir: string }, hre) => {
-    if (hre.network.name !== "hardhat") throw new Error("devnet: runs its own in-process chain; do not pass --network");
-    if (args.edges < 2 || args.edges > 10) throw new Error(`--edges: expected 2 to 10, got ${args.edges}`);
-    await hre.run("compile", { quiet: true });
-    const { setUpDevnet, DEFAULT_DEVNET_OPTIONS } = require("./lib/devnet") as typeof import("./lib/devnet");
-    const log = (line: string) => console.log(line);
+  .setAction(
+    async (args: { port: number; edges: number; epochLength: number; basePort: number; dataDir: string }, hre) => {
+      if (hre.network.name !== "hardhat")
+        throw new Error("devnet: runs its own in-process chain; do not pass --network");
+      if (args.edges < 2 || args.edges > 10) throw new Error(`--edges: expected 2 to 10, got ${args.edges}`);
+      await hre.run("compile", { quiet: true });
+      const { setUpDevnet, DEFAULT_DEVNET_OPTIONS } = require("./lib/devnet") as typeof import("./lib/devnet");
+      const log = (line: string) => console.log(line);
 
-    const server = (await hre.run(TASK_NODE_CREATE_SERVER, {
-      hostname: "127.0.0.1",
-      port: args.port,
-      provider: hre.network.provider,
-    })) as { listen(): Promise<{ address: string; port: number }>; close(): Promise<void>; waitUntilClosed(): Promise<void> };
-    const { address, port } = await server.listen();
-    log(`chain: JSON-RPC on http://${address}:${port} (chain id 31337)`);
+      const server = (await hre.run(TASK_NODE_CREATE_SERVER, {
+        hostname: "127.0.0.1",
+        port: args.port,
+        provider: hre.network.provider,
+      })) as {
+        listen(): Promise<{ address: string; port: number }>;
+        close(): Promise<void>;
+        waitUntilClosed(): Promise<void>;
+      };
+      const { address, port } = await server.listen();
+      log(`chain: JSON-RPC on http://${address}:${port} (chain id 31337)`);
 
-    const { nodes, firstHolderAccount } = await setUpDevnet(await hre.ethers.getSigners(), {
-      ...DEFAULT_DEVNET_OPTIONS,
-      edges: args.edges,
-      epochLength: args.epochLength,
-      basePort: args.basePort,
-      dataDir: args.dataDir,
-      log,
-    });
-    log(`\n${nodes.length} nodes registered with stake. Try:`);
-    log(`  npm run operator -- status --account 1`);
-    log(`  npm run operator -- nodes --role edge`);
-    log(`  npm run operator -- delegate --account ${firstHolderAccount} --operator ${nodes[0].operator} --amount 100`);
-    log(`(development accounts come from the public Hardhat mnemonic; account 0 is the deployer and holds the genesis allocation)`);
-    log(`\nrunning; Ctrl-C stops`);
+      const { nodes, firstHolderAccount } = await setUpDevnet(await hre.ethers.getSigners(), {
+        ...DEFAULT_DEVNET_OPTIONS,
+        edges: args.edges,
+        epochLength: args.epochLength,
+        basePort: args.basePort,
+        dataDir: args.dataDir,
+        log,
+      });
+      log(`\n${nodes.length} nodes registered with stake. Try:`);
+      log(`  npm run operator -- status --account 1`);
+      log(`  npm run operator -- nodes --role edge`);
+      log(
+        `  npm run operator -- delegate --account ${firstHolderAccount} --operator ${nodes[0].operator} --amount 100`,
+      );
+      log(
+        `(development accounts come from the public Hardhat mnemonic; account 0 is the deployer and holds the genesis allocation)`,
+      );
+      log(`\nrunning; Ctrl-C stops`);
 
-    const stop = () => {
-      log("\nstopping");
-      void server.close();
-    };
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
-    await server.waitUntilClosed();
-  });
+      const stop = () => {
+        log("\nstopping");
+        void server.close();
+      };
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+      await server.waitUntilClosed();
+    },
+  );
 
 /**
  * Compiling the contracts first builds the circuits that tests use, so the generated verifier always matches the

@@ -22,7 +22,7 @@ contract ProtocolParameters is IProtocolParameters, Ownable {
     uint256 private constant _TOKEN = 1e18;
     uint256 private constant _BPS = 10_000;
     /// @dev One slot per `Parameter`; a test checks it matches the enum.
-    uint256 private constant _PARAMETER_COUNT = 17;
+    uint256 private constant _PARAMETER_COUNT = 28;
 
     uint256[_PARAMETER_COUNT] private _values;
     uint16 private _edgeBps;
@@ -45,7 +45,13 @@ contract ProtocolParameters is IProtocolParameters, Ownable {
         (_edgeBps, _watchdogBps, _guardianBps) = (7_000, 1_500, 1_500);
         if (genesis_ > block.timestamp) revert ParametersGenesisInFuture(genesis_, block.timestamp);
         uint64 start = genesis_ == 0 ? uint64(block.timestamp) : genesis_;
-        _segments.push(EpochMath.Segment({firstEpoch: 0, startTime: start, length: uint64(_values[uint256(Parameter.EpochLength)])}));
+        _segments.push(
+            EpochMath.Segment({
+                firstEpoch: 0,
+                startTime: start,
+                length: uint64(_values[uint256(Parameter.EpochLength)])
+            })
+        );
     }
 
     /// @inheritdoc IProtocolParameters
@@ -68,7 +74,18 @@ contract ProtocolParameters is IProtocolParameters, Ownable {
         if (parameter == Parameter.ForcedInclusionDelay) return (1 minutes, 14 days);
         if (parameter == Parameter.DidDeposit) return (0, 10_000 * _TOKEN);
         if (parameter == Parameter.DidRefundDelay) return (0, 90 days);
-        return (1 minutes, 365 days); // Parameter.JailPeriod
+        if (parameter == Parameter.JailPeriod) return (1 minutes, 365 days);
+        if (parameter == Parameter.QualityQuorum) return (1, 32);
+        if (parameter == Parameter.DefaultQualityBps) return (0, 10_000);
+        if (parameter == Parameter.ScoreBandBps) return (0, 10_000);
+        if (parameter == Parameter.ChallengeBond) return (1 * _TOKEN, 100_000 * _TOKEN);
+        if (parameter == Parameter.FlagStake) return (1 * _TOKEN, 1_000_000 * _TOKEN);
+        if (parameter == Parameter.ReviewerCount) return (1, 21);
+        if (parameter == Parameter.FlagProtectionPeriod) return (1 minutes, 90 days);
+        if (parameter == Parameter.FlaggerRewardBps) return (0, 5_000);
+        if (parameter == Parameter.ReviewerRewardBps) return (0, 5_000);
+        if (parameter == Parameter.ChallengerRewardBps) return (0, 5_000);
+        return (0, 10_000); // Parameter.DeliveryThresholdBps
     }
 
     /// @inheritdoc IProtocolParameters
@@ -181,6 +198,17 @@ contract ProtocolParameters is IProtocolParameters, Ownable {
         if (parameter == Parameter.ForcedInclusionDelay) return 1 days;
         if (parameter == Parameter.DidDeposit) return 10 * _TOKEN;
         if (parameter == Parameter.DidRefundDelay) return 7 days;
-        return 7 days; // Parameter.JailPeriod
+        if (parameter == Parameter.JailPeriod) return 7 days;
+        if (parameter == Parameter.QualityQuorum) return 3;
+        if (parameter == Parameter.DefaultQualityBps) return 5_000;
+        if (parameter == Parameter.ScoreBandBps) return 1_000;
+        if (parameter == Parameter.ChallengeBond) return 100 * _TOKEN;
+        if (parameter == Parameter.FlagStake) return 1_000 * _TOKEN;
+        if (parameter == Parameter.ReviewerCount) return 5;
+        if (parameter == Parameter.FlagProtectionPeriod) return 7 days;
+        if (parameter == Parameter.FlaggerRewardBps) return 1_000;
+        if (parameter == Parameter.ReviewerRewardBps) return 1_000;
+        if (parameter == Parameter.ChallengerRewardBps) return 2_000;
+        return 8_000; // Parameter.DeliveryThresholdBps
     }
 }

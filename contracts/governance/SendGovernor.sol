@@ -57,12 +57,11 @@ contract SendGovernor is
     }
 
     /// @dev Token votes plus bonded stake, both read at the snapshot block.
-    function _getVotes(address account, uint256 timepoint, bytes memory params)
-        internal
-        view
-        override(Governor, GovernorVotes)
-        returns (uint256)
-    {
+    function _getVotes(
+        address account,
+        uint256 timepoint,
+        bytes memory params
+    ) internal view override(Governor, GovernorVotes) returns (uint256) {
         return super._getVotes(account, timepoint, params) + _registry.getPastVotes(account, timepoint);
     }
 
@@ -88,12 +87,9 @@ contract SendGovernor is
         return super.state(proposalId);
     }
 
-    function proposalNeedsQueuing(uint256 proposalId)
-        public
-        view
-        override(Governor, GovernorTimelockControl)
-        returns (bool)
-    {
+    function proposalNeedsQueuing(
+        uint256 proposalId
+    ) public view override(Governor, GovernorTimelockControl) returns (bool) {
         return super.proposalNeedsQueuing(proposalId);
     }
 

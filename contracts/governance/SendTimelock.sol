@@ -11,7 +11,10 @@ contract SendTimelock is TimelockController {
     /// @param proposers Who may queue (the Governor).
     /// @param executors Who may execute (address(0): anyone).
     /// @param admin A temporary admin for wiring at deploy, renounced by the deploy script (address(0): none).
-    constructor(uint256 minDelay, address[] memory proposers, address[] memory executors, address admin)
-        TimelockController(minDelay, proposers, executors, admin)
-    {}
+    constructor(
+        uint256 minDelay,
+        address[] memory proposers,
+        address[] memory executors,
+        address admin
+    ) TimelockController(minDelay, proposers, executors, admin) {}
 }

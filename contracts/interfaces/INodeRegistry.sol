@@ -40,7 +40,13 @@ interface INodeRegistry {
     }
 
     /// @notice Emitted after `operator` registered a node for `role`.
-    event NodeRegistered(address indexed operator, NodeRole indexed role, string peerId, string[] multiaddrs, address signer);
+    event NodeRegistered(
+        address indexed operator,
+        NodeRole indexed role,
+        string peerId,
+        string[] multiaddrs,
+        address signer
+    );
 
     /// @notice Emitted after `operator` changed its node's peer id, multiaddrs or signer.
     event NodeUpdated(address indexed operator, string peerId, string[] multiaddrs, address signer);
@@ -180,10 +186,10 @@ interface INodeRegistry {
     function stakeOf(address operator, address staker) external view returns (uint256);
 
     /// @notice `staker`'s bonded shares in `operator`'s node and the pool's total shares and tokens.
-    function sharesOf(address operator, address staker)
-        external
-        view
-        returns (uint256 shares, uint256 totalShares, uint256 totalTokens);
+    function sharesOf(
+        address operator,
+        address staker
+    ) external view returns (uint256 shares, uint256 totalShares, uint256 totalTokens);
 
     /// @notice `staker`'s pending unbondings.
     function unbondings(address staker) external view returns (Unbonding[] memory);
@@ -194,10 +200,11 @@ interface INodeRegistry {
     /// @notice A page of the nodes of `role` that hold stake: those in `[offset, offset + limit)` that are active now.
     /// @return nodes The active nodes in the page.
     /// @return total How many nodes of `role` hold stake, active or not: page until `offset >= total`.
-    function activeNodes(NodeRole role, uint256 offset, uint256 limit)
-        external
-        view
-        returns (NodeView[] memory nodes, uint256 total);
+    function activeNodes(
+        NodeRole role,
+        uint256 offset,
+        uint256 limit
+    ) external view returns (NodeView[] memory nodes, uint256 total);
 
     /// @notice The clock of stake votes (block number), the same as the token's.
     function clock() external view returns (uint48);

@@ -21,7 +21,18 @@ enum Parameter {
     ForcedInclusionDelay, // seconds after an epoch ends before a node may submit its own batch
     DidDeposit, // tokens (wei) deposited to register a DID
     DidRefundDelay, // seconds after a revoke before the DID deposit is refunded
-    JailPeriod // seconds a slashed node stays jailed
+    JailPeriod, // seconds a slashed node stays jailed
+    QualityQuorum, // watchdog scores a node needs in an epoch for their median to be its quality
+    DefaultQualityBps, // quality of a node scored by fewer than the quorum, in basis points
+    ScoreBandBps, // a watchdog's score earns credit if within this of the final median, in basis points
+    ChallengeBond, // tokens (wei) a challenger bonds on a storage challenge
+    FlagStake, // tokens (wei) a watchdog stakes on a flag
+    ReviewerCount, // watchdogs drawn to review a flag
+    FlagProtectionPeriod, // seconds a flagged node cannot be flagged again
+    FlaggerRewardBps, // share of a voted slash paid to the flagger, in basis points
+    ReviewerRewardBps, // share of a voted slash split among the majority reviewers, in basis points
+    ChallengerRewardBps, // share of a storage slash paid to the challenger, in basis points
+    DeliveryThresholdBps // delivery rate under which a watchdog flags an edge node, in basis points
 }
 
 /// @title IProtocolParameters

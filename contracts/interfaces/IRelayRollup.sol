@@ -29,7 +29,13 @@ interface IRelayRollup {
     }
 
     /// @notice Emitted after a batch for `epoch` settled `work` in total; `forced` when a node submitted its own.
-    event BatchSettled(uint64 indexed epoch, address indexed submitter, uint256 identityRoot, uint256 work, bool forced);
+    event BatchSettled(
+        uint64 indexed epoch,
+        address indexed submitter,
+        uint256 identityRoot,
+        uint256 work,
+        bool forced
+    );
 
     /// @notice Emitted after `node`'s bound for `epoch` moved from `prevBound` to `newBound`, crediting `work`.
     event SlotSettled(uint64 indexed epoch, address indexed node, uint256 prevBound, uint256 newBound, uint256 work);

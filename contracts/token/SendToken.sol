@@ -12,10 +12,10 @@ import {ISendToken} from "../interfaces/ISendToken.sol";
 contract SendToken is ISendToken, ERC20, ERC20Permit, ERC20Votes {
     /// @param recipients Who receives the supply at deploy (the treasury and the reward pool).
     /// @param amounts How much each receives, in wei.
-    constructor(address[] memory recipients, uint256[] memory amounts)
-        ERC20("Sending Network", "SEND")
-        ERC20Permit("Sending Network")
-    {
+    constructor(
+        address[] memory recipients,
+        uint256[] memory amounts
+    ) ERC20("Sending Network", "SEND") ERC20Permit("Sending Network") {
         if (recipients.length != amounts.length) revert TokenMintListMismatch(recipients.length, amounts.length);
         for (uint256 i = 0; i < recipients.length; ++i) {
             _mint(recipients[i], amounts[i]);

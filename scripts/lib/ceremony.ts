@@ -40,7 +40,9 @@ interface SnarkjsSetup {
     exportVerificationKey(zkey: string, logger?: Logger): Promise<object>;
     exportSolidityVerifier(zkey: string, templates: { groth16: string }, logger?: Logger): Promise<string>;
   };
-  r1cs: { info(file: string, logger?: Logger): Promise<{ nConstraints: number; nPubInputs: number; nOutputs: number }> };
+  r1cs: {
+    info(file: string, logger?: Logger): Promise<{ nConstraints: number; nPubInputs: number; nOutputs: number }>;
+  };
   curves: { getCurveFromName(name: string): Promise<{ terminate(): Promise<void> }> };
 }
 function snarkjs(): SnarkjsSetup {
@@ -89,7 +91,9 @@ async function atomically(target: string, work: (tmp: string) => Promise<unknown
  */
 export async function localPtau(power: number, log: Log): Promise<string> {
   if (power > MAX_LOCAL_POWER) {
-    throw new Error(`localPtau: a 2^${power} ceremony is too slow to make here (max 2^${MAX_LOCAL_POWER}); pass a public ceremony file with --ptau`);
+    throw new Error(
+      `localPtau: a 2^${power} ceremony is too slow to make here (max 2^${MAX_LOCAL_POWER}); pass a public ceremony file with --ptau`,
+    );
   }
   const dir = path.join(CACHE_DIR, "ptau");
   const final = path.join(dir, `local_pot${power}_final.ptau`);
@@ -142,14 +146,21 @@ async function makeLocalPtau(power: number, dir: string, final: string, log: Log
   const { powersOfTau, curves } = snarkjs();
   const curve = await curves.getCurveFromName("bn128");
   const started = Date.now();
-  const stage = (name: string) => log(`ceremony 2^${power}: ${name} (${((Date.now() - started) / 1000).toFixed(0)} s so far)`);
+  const stage = (name: string) =>
+    log(`ceremony 2^${power}: ${name} (${((Date.now() - started) / 1000).toFixed(0)} s so far)`);
   const p0 = path.join(dir, `local_pot${power}_0000.ptau`);
   const p1 = path.join(dir, `local_pot${power}_0001.ptau`);
   stage("new accumulator");
   await atomically(p0, (tmp) => powersOfTau.newAccumulator(curve, power, tmp, progressLogger(log, "  ")));
   stage("contribution");
   await atomically(p1, (tmp) =>
-    powersOfTau.contribute(p0, tmp, "sending-network local", randomBytes(32).toString("hex"), progressLogger(log, "  ")),
+    powersOfTau.contribute(
+      p0,
+      tmp,
+      "sending-network local",
+      randomBytes(32).toString("hex"),
+      progressLogger(log, "  "),
+    ),
   );
   stage("prepare phase 2 (the long step: about 2 minutes at 2^13, 9 at 2^15, 18 at 2^16 on 2 cores)");
   await atomically(final, (tmp) => powersOfTau.preparePhase2(p1, tmp, progressLogger(log, "  ")));
@@ -176,10 +187,12 @@ export interface CircuitArtifacts {
 
 /** The verifier contract's name for a circuit: relay_batch_test → RelayBatchTestVerifier. */
 export function verifierName(circuit: string): string {
-  return circuit
-    .split(/[_-]/)
-    .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
-    .join("") + "Verifier";
+  return (
+    circuit
+      .split(/[_-]/)
+      .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
+      .join("") + "Verifier"
+  );
 }
 
 /**
@@ -215,7 +228,8 @@ export async function buildCircuit(name: string, options: { ptau?: string; log: 
       rmSync(`${zkey}.lock`, { force: true });
     }
   }
-  if (!existsSync(zkey)) throw new Error(`buildCircuit: the process making ${zkey} stopped before finishing; run again`);
+  if (!existsSync(zkey))
+    throw new Error(`buildCircuit: the process making ${zkey} stopped before finishing; run again`);
   const vkey = path.join(zkeyDir, `${key}.vkey.json`);
   if (!existsSync(vkey)) writeFileSync(vkey, JSON.stringify(await zKey.exportVerificationKey(zkey), null, 2));
 
@@ -223,10 +237,14 @@ export async function buildCircuit(name: string, options: { ptau?: string; log: 
   const verifierFile = path.join(VERIFIERS_DIR, `${contractName}.sol`);
   const stamp = `// zkey ${key}`;
   if (!existsSync(verifierFile) || !readFileSync(verifierFile, "utf8").includes(stamp)) {
-    const template = readFileSync(path.join(ROOT, "node_modules", "snarkjs", "templates", "verifier_groth16.sol.ejs"), "utf8");
+    const template = readFileSync(
+      path.join(ROOT, "node_modules", "snarkjs", "templates", "verifier_groth16.sol.ejs"),
+      "utf8",
+    );
     const source = await zKey.exportSolidityVerifier(zkey, { groth16: template });
     const renamed = source.replace(/contract Groth16Verifier\b/, `contract ${contractName}`);
-    if (renamed === source) throw new Error("buildCircuit: snarkjs verifier template no longer names 'Groth16Verifier'");
+    if (renamed === source)
+      throw new Error("buildCircuit: snarkjs verifier template no longer names 'Groth16Verifier'");
     mkdirSync(VERIFIERS_DIR, { recursive: true });
     writeFileSync(
       verifierFile,
@@ -298,4 +316,3 @@ export async function releaseCurves(): Promise<void> {
     delete global.curve_bn128;
   }
 }
-

@@ -49,7 +49,9 @@ export function loadCircuitConfigs(): Record<string, CircuitConfig> {
 export function loadCircuitConfig(name: string): CircuitConfig {
   const config = loadCircuitConfigs()[name];
   if (!config) {
-    throw new Error(`circuit '${name}': not in circuits/config.json (has: ${Object.keys(loadCircuitConfigs()).join(", ")})`);
+    throw new Error(
+      `circuit '${name}': not in circuits/config.json (has: ${Object.keys(loadCircuitConfigs()).join(", ")})`,
+    );
   }
   return config;
 }
@@ -63,7 +65,9 @@ function sourceHash(name: string, config: CircuitConfig): string {
   const hash = createHash("sha256");
   hash.update(`circom2 ${circomVersion()} --O2\n`);
   hash.update(JSON.stringify({ name, ...config }));
-  for (const file of readdirSync(CIRCUITS_DIR).filter((f) => f.endsWith(".circom")).sort()) {
+  for (const file of readdirSync(CIRCUITS_DIR)
+    .filter((f) => f.endsWith(".circom"))
+    .sort()) {
     hash.update(file);
     hash.update(readFileSync(path.join(CIRCUITS_DIR, file)));
   }
@@ -113,24 +117,26 @@ export function compileCircuit(name: string, log: (line: string) => void = () =>
   const started = Date.now();
   try {
     execFileSync(
-    process.execPath,
-    [
-      path.join(ROOT, "node_modules", "circom2", "cli.js"),
-      path.relative(ROOT, main),
-      "--r1cs",
-      "--wasm",
-      "--sym",
-      "--O2",
-      "-l",
-      "node_modules",
-      "-o",
-      path.relative(ROOT, dir),
-    ],
-    { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], maxBuffer: 64 * 1024 * 1024 },
-  );
+      process.execPath,
+      [
+        path.join(ROOT, "node_modules", "circom2", "cli.js"),
+        path.relative(ROOT, main),
+        "--r1cs",
+        "--wasm",
+        "--sym",
+        "--O2",
+        "-l",
+        "node_modules",
+        "-o",
+        path.relative(ROOT, dir),
+      ],
+      { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], maxBuffer: 64 * 1024 * 1024 },
+    );
   } catch (error) {
     const e = error as { stdout?: Buffer; stderr?: Buffer; message: string };
-    throw new Error(`compileCircuit: circom2 failed on ${name}:\n${e.stderr?.toString() ?? ""}${e.stdout?.toString() ?? ""}`);
+    throw new Error(
+      `compileCircuit: circom2 failed on ${name}:\n${e.stderr?.toString() ?? ""}${e.stdout?.toString() ?? ""}`,
+    );
   }
   writeFileSync(stamp, compiled.sourceHash + "\n");
   log(`compiled ${name} in ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -31,7 +31,8 @@ export function formatTokens(wei: bigint): string {
 
 /** Parses a whole number within [min, max]. */
 export function parseInteger(text: string | undefined, flag: string, min: number, max: number): number {
-  if (text === undefined || !/^\d+$/.test(text)) throw new UsageError(`${flag}: expected a whole number, got '${text}'`);
+  if (text === undefined || !/^\d+$/.test(text))
+    throw new UsageError(`${flag}: expected a whole number, got '${text}'`);
   const value = Number(text);
   if (value < min || value > max) throw new UsageError(`${flag}: expected ${min} to ${max}, got ${value}`);
   return value;
@@ -63,7 +64,9 @@ export async function connect(options: ConnectionOptions): Promise<{ provider: J
   try {
     chainId = (await provider.getNetwork()).chainId;
   } catch (error) {
-    throw new UsageError(`--rpc: no chain answers at ${options.rpc} (${(error as Error).message.split("\n")[0]}); is the devnet running (npm start)?`);
+    throw new UsageError(
+      `--rpc: no chain answers at ${options.rpc} (${(error as Error).message.split("\n")[0]}); is the devnet running (npm start)?`,
+    );
   }
   if (options.key) {
     if (!/^(0x)?[0-9a-fA-F]{64}$/.test(options.key)) throw new UsageError("--key: expected a 32-byte hex private key");
@@ -71,7 +74,9 @@ export async function connect(options: ConnectionOptions): Promise<{ provider: J
   }
   const index = options.account === undefined ? 0 : parseInteger(options.account, "--account", 0, 999);
   if (chainId !== LOCAL_CHAIN_ID) {
-    throw new UsageError(`chain ${chainId} is not a local Hardhat chain: give the operator's key with --key or SEND_PRIVATE_KEY`);
+    throw new UsageError(
+      `chain ${chainId} is not a local Hardhat chain: give the operator's key with --key or SEND_PRIVATE_KEY`,
+    );
   }
   const wallet = HDNodeWallet.fromPhrase(DEV_MNEMONIC, undefined, `m/44'/60'/0'/0/${index}`);
   return { provider, signer: wallet.connect(provider) };

@@ -69,6 +69,11 @@ export const LOCAL_PARAMETERS: Partial<Record<ParameterName, bigint>> = {
   DidDeposit: 0n,
   DidRefundDelay: 60n,
   JailPeriod: 600n,
+  QualityQuorum: 1n,
+  ChallengeBond: 10n * TOKEN,
+  FlagStake: 100n * TOKEN,
+  ReviewerCount: 1n,
+  FlagProtectionPeriod: 600n,
 };
 
 /** Local defaults: one-block voting delay, short votes and timelock, generous genesis allocation to the deployer. */
@@ -132,7 +137,9 @@ async function deployVerifier(deployer: Signer, circuit: string): Promise<string
   try {
     artifact = JSON.parse(readFileSync(file, "utf8")) as { abi: []; bytecode: string };
   } catch {
-    throw new Error(`deployProtocol: no verifier artifact for circuit ${circuit} (${file}); run 'npm run build:circuits -- --circuit ${circuit}' then 'npm run build'`);
+    throw new Error(
+      `deployProtocol: no verifier artifact for circuit ${circuit} (${file}); run 'npm run build:circuits -- --circuit ${circuit}' then 'npm run build'`,
+    );
   }
   const verifier = await new ContractFactory(artifact.abi, artifact.bytecode, deployer).deploy();
   await verifier.waitForDeployment();
@@ -174,12 +181,18 @@ export async function deployProtocol(
   await token.waitForDeployment();
   log(`  SendToken           ${await token.getAddress()}`);
 
-  const rewardPool = await new RewardPool__factory(deployer).deploy(await token.getAddress(), await timelock.getAddress(), {
-    nonce: nonce + 1,
-  });
+  const rewardPool = await new RewardPool__factory(deployer).deploy(
+    await token.getAddress(),
+    await timelock.getAddress(),
+    {
+      nonce: nonce + 1,
+    },
+  );
   await rewardPool.waitForDeployment();
   if ((await rewardPool.getAddress()) !== rewardPoolAddress) {
-    throw new Error(`deployProtocol: reward pool landed at ${await rewardPool.getAddress()}, expected ${rewardPoolAddress}`);
+    throw new Error(
+      `deployProtocol: reward pool landed at ${await rewardPool.getAddress()}, expected ${rewardPoolAddress}`,
+    );
   }
   log(`  RewardPool          ${rewardPoolAddress}`);
 

@@ -55,7 +55,9 @@ function loadOrCreateKey(file: string): { privateKey: string; peerId: string } {
   }
   const key = generateNodeKey();
   mkdirSync(path.dirname(file), { recursive: true });
-  writeFileSync(file, JSON.stringify({ privateKey: key.privateKey, peerId: key.peerId }, null, 2) + "\n", { mode: 0o600 });
+  writeFileSync(file, JSON.stringify({ privateKey: key.privateKey, peerId: key.peerId }, null, 2) + "\n", {
+    mode: 0o600,
+  });
   return key;
 }
 
@@ -101,12 +103,17 @@ export async function setUpDevnet(
     await (await token.transfer(address, funding)).wait();
     const keyFile = path.join(options.dataDir, name, "peer-key.json");
     const { peerId } = loadOrCreateKey(keyFile);
-    const multiaddrs = [`/ip4/127.0.0.1/tcp/${options.basePort + i}`, `/ip4/127.0.0.1/tcp/${options.basePort + 100 + i}/ws`];
+    const multiaddrs = [
+      `/ip4/127.0.0.1/tcp/${options.basePort + i}`,
+      `/ip4/127.0.0.1/tcp/${options.basePort + 100 + i}/ws`,
+    ];
     await (await token.connect(operator).approve(await registry.getAddress(), stake)).wait();
     const tx = await registry.connect(operator).register(role, peerId, multiaddrs, address, 500, stake);
     await tx.wait();
     nodes.push({ name, role, operator: address, peerId, multiaddrs, keyFile });
-    log(`  ${name.padEnd(11)} ${ROLE_NAMES[role].padEnd(8)} operator ${address} staked ${stake / TOKEN} SEND  tx ${tx.hash}`);
+    log(
+      `  ${name.padEnd(11)} ${ROLE_NAMES[role].padEnd(8)} operator ${address} staked ${stake / TOKEN} SEND  tx ${tx.hash}`,
+    );
     log(`              peer ${peerId}`);
   }
   // A few plain holders, so delegation and governance can be tried at once.
@@ -115,7 +122,9 @@ export async function setUpDevnet(
     await (await token.transfer(await holder.getAddress(), HOLDER_FUNDING)).wait();
   }
   if (holders.length > 0) {
-    log(`  accounts ${roles.length + 1} to ${roles.length + holders.length} hold ${HOLDER_FUNDING / TOKEN} SEND each, to delegate and vote with`);
+    log(
+      `  accounts ${roles.length + 1} to ${roles.length + holders.length} hold ${HOLDER_FUNDING / TOKEN} SEND each, to delegate and vote with`,
+    );
   }
   return { contracts, deployment, nodes, firstHolderAccount: roles.length + 1 };
 }

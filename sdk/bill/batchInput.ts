@@ -7,9 +7,10 @@
  *
  *   [epoch, identityRoot, nodeId[0..slots-1], prevBound[0..slots-1], newBound[0..slots-1], work[0..slots-1]]
  *
- * A slot's bills are sorted by order key (the top 200 bits of recipientKeyHash), must all lie strictly above its prevBound, and are padded to the
- * circuit's bill count with disabled bills; unused slots are padded with nodeId 0 and bounds 0 (the contract skips
- * nodeId 0). Each bill's key hash must be a live leaf of the identity tree the batch is proven against.
+ * A slot's bills are sorted by order key (the top 200 bits of recipientKeyHash), must all lie strictly above its
+ * prevBound (itself an order key, < 2^200), and are padded to the circuit's bill count with disabled bills; unused
+ * slots are padded with nodeId 0 and bounds 0 (the contract skips nodeId 0). Each bill's key hash must be a live leaf
+ * of the identity tree the batch is proven against.
  */
 import type { LeanIMT } from "@zk-kit/lean-imt";
 import { poseidon2 } from "poseidon-lite";
@@ -225,6 +226,43 @@ export function orderKey(keyHash: bigint): bigint {
 }
 
 /**
+ * A slot's bills in the order RelaySlot takes them: by order key, strictly increasing, the first strictly above
+ * prevBound. Throws BatchInputError, after `where` and naming bills by their index in `bills`, where RelaySlot would
+ * reject: an order key at or below prevBound, the same recipient twice, or two recipients whose key hashes share
+ * their top 200 bits (about 2^-100 a pair, never seen; the circuit takes at most one of them per node and epoch).
+ */
+export function sortByOrderKey<T extends { readonly keyHash: bigint }>(
+  where: string,
+  prevBound: bigint,
+  bills: readonly T[],
+): (T & { readonly key: bigint })[] {
+  const keyed = bills.map((bill, b) => {
+    const key = orderKey(bill.keyHash);
+    if (key <= prevBound) {
+      const got = `${key} (key hash ${bill.keyHash})`;
+      throw new BatchInputError(`${where}, bill ${b}: expected an order key above prevBound ${prevBound}, got ${got}`);
+    }
+    return { bill, b, key };
+  });
+  keyed.sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : x.b - y.b));
+  for (let i = 1; i < keyed.length; i++) {
+    const [first, second] = [keyed[i - 1], keyed[i]];
+    if (first.key !== second.key) continue;
+    const pair = `bills ${first.b} and ${second.b}`;
+    if (first.bill.keyHash === second.bill.keyHash) {
+      throw new BatchInputError(
+        `${where}: expected one bill per recipient, got ${pair} from key hash ${first.bill.keyHash}`,
+      );
+    }
+    throw new BatchInputError(
+      `${where}: expected distinct order keys, got ${pair} whose key hashes ${first.bill.keyHash} and ` +
+        `${second.bill.keyHash} share order key ${first.key}`,
+    );
+  }
+  return keyed.map(({ bill, key }) => ({ ...bill, key }));
+}
+
+/**
  * Builds a batch: checks every claim against what the circuit will prove (and throws BatchInputError, naming the slot
  * and bill, where it would not), sorts each slot's bills by order key, pads, and computes bounds and work.
  */
@@ -249,12 +287,14 @@ export function buildRelayBatch(params: RelayCircuitParams, request: BatchReques
     }
     seenNodes.add(claim.nodeId);
     if (typeof claim.prevBound !== "bigint" || claim.prevBound < 0n || claim.prevBound >= ORDER_KEY_LIMIT) {
-      throw new BatchInputError(`${where}: expected prevBound to be an order key (< 2^200), got ${String(claim.prevBound)}`);
+      throw new BatchInputError(
+        `${where}: expected prevBound to be an order key (< 2^200), got ${String(claim.prevBound)}`,
+      );
     }
     if (claim.bills.length > params.bills) {
       throw new BatchInputError(`${where}: expected at most ${params.bills} bills, got ${claim.bills.length}`);
     }
-    const keyed = claim.bills.map((signed, b) => {
+    const checked = claim.bills.map((signed, b) => {
       const whereBill = `${where}, bill ${b}`;
       if (signed.bill.nodeId !== claim.nodeId) {
         throw new BatchInputError(
@@ -269,20 +309,9 @@ export function buildRelayBatch(params: RelayCircuitParams, request: BatchReques
       if (tree.indexOf(keyHash) < 0) {
         throw new BatchInputError(`${whereBill}: expected the bill key in the identity tree, got key hash ${keyHash}`);
       }
-      const key = orderKey(keyHash);
-      if (key <= claim.prevBound) {
-        throw new BatchInputError(
-          `${whereBill}: expected an order key above prevBound ${claim.prevBound}, got ${key} (key hash ${keyHash})`,
-        );
-      }
-      return { signed, keyHash, key };
+      return { signed, keyHash };
     });
-    keyed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    for (let i = 1; i < keyed.length; i++) {
-      if (keyed[i].key === keyed[i - 1].key) {
-        throw new BatchInputError(`${where}: expected one bill per recipient, got two with order key ${keyed[i].key}`);
-      }
-    }
+    const keyed = sortByOrderKey(where, claim.prevBound, checked);
     return {
       nodeId: claim.nodeId,
       prevBound: claim.prevBound,

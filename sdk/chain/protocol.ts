@@ -40,6 +40,17 @@ export const PARAMETERS = [
   "DidDeposit",
   "DidRefundDelay",
   "JailPeriod",
+  "QualityQuorum",
+  "DefaultQualityBps",
+  "ScoreBandBps",
+  "ChallengeBond",
+  "FlagStake",
+  "ReviewerCount",
+  "FlagProtectionPeriod",
+  "FlaggerRewardBps",
+  "ReviewerRewardBps",
+  "ChallengerRewardBps",
+  "DeliveryThresholdBps",
 ] as const;
 export type ParameterName = (typeof PARAMETERS)[number];
 

@@ -31,6 +31,17 @@ const SPEC: Record<ParameterName, { min: bigint; max: bigint; default: bigint }>
   DidDeposit: { min: 0n, max: 10_000n * TOKEN, default: 10n * TOKEN },
   DidRefundDelay: { min: 0n, max: 90n * DAY, default: 7n * DAY },
   JailPeriod: { min: MINUTE, max: 365n * DAY, default: 7n * DAY },
+  QualityQuorum: { min: 1n, max: 32n, default: 3n },
+  DefaultQualityBps: { min: 0n, max: 10_000n, default: 5_000n },
+  ScoreBandBps: { min: 0n, max: 10_000n, default: 1_000n },
+  ChallengeBond: { min: 1n * TOKEN, max: 100_000n * TOKEN, default: 100n * TOKEN },
+  FlagStake: { min: 1n * TOKEN, max: 1_000_000n * TOKEN, default: 1_000n * TOKEN },
+  ReviewerCount: { min: 1n, max: 21n, default: 5n },
+  FlagProtectionPeriod: { min: MINUTE, max: 90n * DAY, default: 7n * DAY },
+  FlaggerRewardBps: { min: 0n, max: 5_000n, default: 1_000n },
+  ReviewerRewardBps: { min: 0n, max: 5_000n, default: 1_000n },
+  ChallengerRewardBps: { min: 0n, max: 5_000n, default: 2_000n },
+  DeliveryThresholdBps: { min: 0n, max: 10_000n, default: 8_000n },
 };
 
 const EPOCH_LENGTH = parameterIndex("EpochLength");
@@ -118,8 +129,10 @@ describe("ProtocolParameters", () => {
    * the other out of the way (the delay to its minimum, the window to its maximum).
    */
   async function makeRoomFor(asOwner: Awaited<ReturnType<typeof parametersFixture>>["asOwner"], name: string) {
-    if (name === "SettlementWindow") await asOwner.setParameter(parameterIndex("ForcedInclusionDelay"), SPEC.ForcedInclusionDelay.min);
-    if (name === "ForcedInclusionDelay") await asOwner.setParameter(parameterIndex("SettlementWindow"), SPEC.SettlementWindow.max);
+    if (name === "SettlementWindow")
+      await asOwner.setParameter(parameterIndex("ForcedInclusionDelay"), SPEC.ForcedInclusionDelay.min);
+    if (name === "ForcedInclusionDelay")
+      await asOwner.setParameter(parameterIndex("SettlementWindow"), SPEC.SettlementWindow.max);
   }
 
   describe("the forced-inclusion delay and the settlement window", () => {

@@ -1,0 +1,258 @@
+import { expect } from "chai";
+import { ethers } from "hardhat";
+import { impersonateAccount, loadFixture, setBalance, time } from "@nomicfoundation/hardhat-network-helpers";
+import { keccak256, toUtf8Bytes, getBytes } from "ethers";
+import { didDocument, rollupFixture } from "../fixtures/rollup";
+import { billKeyOf, nodeIdFromAddress } from "../../sdk/bill/bill";
+import { RELAY_BATCH_TEST_PARAMS } from "../../sdk/bill/batchInput";
+import type { RollupSlot, SolidityProof } from "../../sdk/bill/prove";
+
+const ZERO = "0x0000000000000000000000000000000000000000";
+const DUMMY_PROOF: SolidityProof = {
+  a: [1n, 2n],
+  b: [
+    [1n, 2n],
+    [3n, 4n],
+  ],
+  c: [1n, 2n],
+};
+const PADDING: RollupSlot = { node: ZERO, prevBound: 0n, newBound: 0n, work: 0n };
+
+async function afterEpoch(epochEnd: bigint, extra = 0n) {
+  await time.increaseTo(epochEnd + extra);
+}
+
+describe("RelayRollup", () => {
+  describe("settlement with real proofs", () => {
+    it("settles a guardian's batch: each node's bound and work, the epoch total and the guardian's share", async () => {
+      const { rollup, guardian, edgeA, edgeB, epoch, epochEnd, tree, first } = await loadFixture(rollupFixture);
+      await afterEpoch(epochEnd);
+      const [slotA, slotB] = first.slots;
+      // Recipient 1 claimed 5,000 messages: the circuit credits at most 1,000 per bill.
+      expect(slotA.work).to.equal(40n + 1_000n);
+      expect(slotB.work).to.equal(7n);
+      await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, first.slots, first.proof))
+        .to.emit(rollup, "BatchSettled")
+        .withArgs(epoch, guardian.address, tree.root, 1_047n, false)
+        .and.to.emit(rollup, "SlotSettled")
+        .withArgs(epoch, edgeA.address, 0n, slotA.newBound, 1_040n);
+      expect(await rollup.workOf(edgeA.address, epoch)).to.equal(1_040n);
+      expect(await rollup.workOf(edgeB.address, epoch)).to.equal(7n);
+      expect(await rollup.boundOf(edgeA.address, epoch)).to.equal(slotA.newBound);
+      expect(await rollup.boundOf(edgeB.address, epoch)).to.equal(slotB.newBound);
+      expect(await rollup.epochWork(epoch)).to.equal(1_047n);
+      expect(await rollup.guardianWorkOf(guardian.address, epoch)).to.equal(1_047n);
+      expect(await rollup.epochGuardianWork(epoch)).to.equal(1_047n);
+    });
+
+    it("refuses the same bills again: the node's stored bound has moved past them", async () => {
+      const { rollup, guardian, edgeA, epoch, epochEnd, tree, first } = await loadFixture(rollupFixture);
+      await afterEpoch(epochEnd);
+      await rollup.connect(guardian).submitBatch(epoch, tree.root, first.slots, first.proof);
+      await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, first.slots, first.proof))
+        .to.be.revertedWithCustomError(rollup, "RollupBoundMismatch")
+        .withArgs(edgeA.address, epoch, first.slots[0].newBound, 0n);
+    });
+
+    it("continues a node's bound in a later batch: recipients above it settle, the work adds up", async () => {
+      const { rollup, guardian, edgeA, epoch, epochEnd, tree, first, prove, billFor } =
+        await loadFixture(rollupFixture);
+      await afterEpoch(epochEnd);
+      await rollup.connect(guardian).submitBatch(epoch, tree.root, first.slots, first.proof);
+      const bound = first.slots[0].newBound;
+      const second = await prove([
+        {
+          nodeId: nodeIdFromAddress(edgeA.address),
+          prevBound: bound,
+          bills: [billFor(3, edgeA.address, 9n), billFor(4, edgeA.address, 1n)],
+        },
+      ]);
+      await rollup.connect(guardian).submitBatch(epoch, tree.root, second.slots, second.proof);
+      expect(await rollup.workOf(edgeA.address, epoch)).to.equal(1_040n + 10n);
+      expect(await rollup.boundOf(edgeA.address, epoch)).to.equal(second.slots[0].newBound);
+      expect(await rollup.epochWork(epoch)).to.equal(1_047n + 10n);
+    });
+
+    it("refuses a proof whose public inputs were changed (more work claimed than proven)", async () => {
+      const { rollup, guardian, epoch, epochEnd, tree, first } = await loadFixture(rollupFixture);
+      await afterEpoch(epochEnd);
+      const inflated = first.slots.map((s, i) => (i === 0 ? { ...s, work: s.work + 1n } : s));
+      await expect(
+        rollup.connect(guardian).submitBatch(epoch, tree.root, inflated, first.proof),
+      ).to.be.revertedWithCustomError(rollup, "RollupInvalidProof");
+    });
+
+    it("refuses a root the identity registry no longer remembers (64 changes later)", async () => {
+      const { rollup, didRegistry, guardian, edgeA, epoch, epochEnd, tree, first } = await loadFixture(rollupFixture);
+      const root = tree.root;
+      for (let i = 0; i < 64; i++) {
+        const wallet = ethers.Wallet.createRandom().connect(ethers.provider);
+        await setBalance(wallet.address, 10n ** 18n);
+        const key = billKeyOf(getBytes(keccak256(toUtf8Bytes(`rollup-test/filler/${i}`))));
+        await didRegistry.connect(wallet).register(didDocument(edgeA.address), key);
+      }
+      expect(await didRegistry.isKnownRoot(root)).to.equal(false);
+      await afterEpoch(epochEnd);
+      await expect(rollup.connect(guardian).submitBatch(epoch, root, first.slots, first.proof))
+        .to.be.revertedWithCustomError(rollup, "RollupUnknownRoot")
+        .withArgs(root);
+    });
+  });
+
+  describe("who may submit, and when", () => {
+    it("refuses a batch for an epoch that has not ended", async () => {
+      const { rollup, guardian, epoch, epochEnd, tree, first } = await loadFixture(rollupFixture);
+      await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, first.slots, first.proof))
+        .to.be.revertedWithCustomError(rollup, "RollupEpochNotEnded")
+        .withArgs(epoch, epochEnd);
+    });
+
+    it("refuses a batch once the settlement window has closed, and reports the epoch final", async () => {
+      const { rollup, parameters, guardian, epoch, epochEnd, tree, first } = await loadFixture(rollupFixture);
+      const deadline = epochEnd + (await parameters.get(12 /* SettlementWindow */));
+      expect(await rollup.settlementDeadline(epoch)).to.equal(deadline);
+      await time.increaseTo(deadline - 1n);
+      expect(await rollup.isFinal(epoch)).to.equal(false);
+      await time.increaseTo(deadline);
+      expect(await rollup.isFinal(epoch)).to.equal(true);
+      await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, first.slots, first.proof))
+        .to.be.revertedWithCustomError(rollup, "RollupWindowClosed")
+        .withArgs(epoch, deadline);
+    });
+
+    it("refuses anyone but an active guardian before the forced-inclusion delay", async () => {
+      const { rollup, edgeA, outsider, epoch, epochEnd, tree, first } = await loadFixture(rollupFixture);
+      await afterEpoch(epochEnd);
+      for (const caller of [edgeA, outsider]) {
+        await expect(rollup.connect(caller).submitBatch(epoch, tree.root, first.slots, first.proof))
+          .to.be.revertedWithCustomError(rollup, "RollupNotAuthorized")
+          .withArgs(caller.address, epoch);
+      }
+    });
+
+    it("accepts an edge node's own batch after the forced-inclusion delay, crediting no guardian", async () => {
+      const { rollup, parameters, edgeA, epoch, epochEnd, tree, prove, billFor } = await loadFixture(rollupFixture);
+      const own = await prove([
+        { nodeId: nodeIdFromAddress(edgeA.address), prevBound: 0n, bills: [billFor(0, edgeA.address, 3n)] },
+      ]);
+      const delay = await parameters.get(13 /* ForcedInclusionDelay */);
+      // The next transaction is mined one second after the latest block: at delay - 1.
+      await time.increaseTo(epochEnd + delay - 2n);
+      await expect(rollup.connect(edgeA).submitBatch(epoch, tree.root, own.slots, own.proof))
+        .to.be.revertedWithCustomError(rollup, "RollupNotAuthorized")
+        .withArgs(edgeA.address, epoch);
+      await time.setNextBlockTimestamp(epochEnd + delay);
+      await expect(rollup.connect(edgeA).submitBatch(epoch, tree.root, own.slots, own.proof))
+        .to.emit(rollup, "BatchSettled")
+        .withArgs(epoch, edgeA.address, tree.root, 3n, true);
+      expect(await rollup.workOf(edgeA.address, epoch)).to.equal(3n);
+      expect(await rollup.epochGuardianWork(epoch)).to.equal(0n);
+      expect(await rollup.guardianWorkOf(edgeA.address, epoch)).to.equal(0n);
+    });
+
+    it("refuses a node's forced batch that carries another node's slot", async () => {
+      const { rollup, parameters, edgeA, epoch, epochEnd, tree, first } = await loadFixture(rollupFixture);
+      await time.increaseTo(epochEnd + (await parameters.get(13)));
+      await expect(rollup.connect(edgeA).submitBatch(epoch, tree.root, first.slots, first.proof))
+        .to.be.revertedWithCustomError(rollup, "RollupNotAuthorized")
+        .withArgs(edgeA.address, epoch);
+    });
+
+    it("refuses a jailed guardian", async () => {
+      const { rollup, registry, timelock, guardian, epoch, epochEnd, tree, first } = await loadFixture(rollupFixture);
+      await impersonateAccount(await timelock.getAddress());
+      await setBalance(await timelock.getAddress(), 10n ** 18n);
+      const asTimelock = await ethers.getSigner(await timelock.getAddress());
+      await registry.connect(asTimelock).slash(guardian.address, 100, true);
+      await afterEpoch(epochEnd);
+      await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, first.slots, first.proof))
+        .to.be.revertedWithCustomError(rollup, "RollupNotAuthorized")
+        .withArgs(guardian.address, epoch);
+    });
+  });
+
+  describe("slot checks (before the proof is verified)", () => {
+    async function ready() {
+      const f = await loadFixture(rollupFixture);
+      await afterEpoch(f.epochEnd);
+      return f;
+    }
+
+    it("refuses a batch whose slot count is not the circuit's", async () => {
+      const { rollup, guardian, epoch, tree } = await ready();
+      await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, [PADDING], DUMMY_PROOF))
+        .to.be.revertedWithCustomError(rollup, "RollupWrongSlotCount")
+        .withArgs(1, RELAY_BATCH_TEST_PARAMS.slots);
+    });
+
+    it("refuses a padding slot that carries a bound or work", async () => {
+      const { rollup, guardian, epoch, tree } = await ready();
+      for (const field of ["prevBound", "newBound", "work"] as const) {
+        const slots = [PADDING, { ...PADDING, [field]: 1n }];
+        await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, slots, DUMMY_PROOF))
+          .to.be.revertedWithCustomError(rollup, "RollupPaddingSlotNotEmpty")
+          .withArgs(1);
+      }
+    });
+
+    it("refuses a slot for an address that is not an edge node, or for a jailed edge node", async () => {
+      const { rollup, registry, timelock, guardian, edgeC, outsider, epoch, tree } = await ready();
+      for (const node of [outsider.address, guardian.address]) {
+        const slots = [{ node, prevBound: 0n, newBound: 1n, work: 1n }, PADDING];
+        await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, slots, DUMMY_PROOF))
+          .to.be.revertedWithCustomError(rollup, "RollupNodeNotEligible")
+          .withArgs(node);
+      }
+      await impersonateAccount(await timelock.getAddress());
+      await setBalance(await timelock.getAddress(), 10n ** 18n);
+      await registry.connect(await ethers.getSigner(await timelock.getAddress())).slash(edgeC.address, 100, true);
+      const slots = [{ node: edgeC.address, prevBound: 0n, newBound: 1n, work: 1n }, PADDING];
+      await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, slots, DUMMY_PROOF))
+        .to.be.revertedWithCustomError(rollup, "RollupNodeNotEligible")
+        .withArgs(edgeC.address);
+    });
+
+    it("refuses a bound of 2^200 or more and work of 2^56 or more", async () => {
+      const { rollup, guardian, edgeA, epoch, tree } = await ready();
+      const big = 1n << 200n;
+      await expect(
+        rollup
+          .connect(guardian)
+          .submitBatch(
+            epoch,
+            tree.root,
+            [{ node: edgeA.address, prevBound: 0n, newBound: big, work: 1n }, PADDING],
+            DUMMY_PROOF,
+          ),
+      )
+        .to.be.revertedWithCustomError(rollup, "RollupBoundTooLarge")
+        .withArgs(big);
+      const lots = 1n << 56n;
+      await expect(
+        rollup
+          .connect(guardian)
+          .submitBatch(
+            epoch,
+            tree.root,
+            [{ node: edgeA.address, prevBound: 0n, newBound: 1n, work: lots }, PADDING],
+            DUMMY_PROOF,
+          ),
+      )
+        .to.be.revertedWithCustomError(rollup, "RollupWorkTooLarge")
+        .withArgs(lots);
+    });
+
+    it("refuses a root the registry never had", async () => {
+      const { rollup, guardian, epoch, first } = await ready();
+      await expect(rollup.connect(guardian).submitBatch(epoch, 12345n, first.slots, first.proof))
+        .to.be.revertedWithCustomError(rollup, "RollupUnknownRoot")
+        .withArgs(12345n);
+    });
+
+    it("is wired to the generated verifier with the circuit's slot count", async () => {
+      const { rollup, verifier } = await loadFixture(rollupFixture);
+      expect(await rollup.verifier()).to.equal(verifier);
+      expect(await rollup.slotsPerBatch()).to.equal(BigInt(RELAY_BATCH_TEST_PARAMS.slots));
+    });
+  });
+});

@@ -6,7 +6,7 @@ import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
 import { derivePublicKey } from "@zk-kit/eddsa-poseidon";
 import { recordGas } from "../lib/gasReport";
 import { deployProtocolFixture } from "../fixtures/protocol";
-import { rollupFixture } from "../fixtures/rollup";
+import { didDocument, rollupFixture } from "../fixtures/rollup";
 import { IdentityTree, billKeyHash } from "../../sdk/chain/identityTree";
 import { NodeRole, TOKEN } from "../../sdk/chain/protocol";
 
@@ -15,18 +15,6 @@ function billKey(seed: string) {
   return { x: BigInt(x), y: BigInt(y) };
 }
 
-function document(homeNode: string) {
-  return {
-    identityKey: "0x" + "11".repeat(32),
-    signingKey: "0x" + "22".repeat(32),
-    signedPrekey: "0x" + "33".repeat(32),
-    signedPrekeyId: 1,
-    signedPrekeySignature: "0x" + "44".repeat(64),
-    deviceKeys: ["0x" + "55".repeat(32)],
-    homeNodes: [homeNode],
-    backupPointer: "edge:backup/0x1234",
-  };
-}
 
 describe("gas of the hot functions (compared with gas-report.json)", () => {
   it("measures staking: register, stake, delegate, unbond, withdraw, set commission", async () => {
@@ -67,12 +55,12 @@ describe("gas of the hot functions (compared with gas-report.json)", () => {
     // Eight DIDs first, so the measured ones land in a tree of realistic depth rather than an empty one.
     for (let i = 0; i < 8; i++) {
       const key = billKey(`warm-${i}`);
-      await didRegistry.connect(users[i]).register(document(edge.address), key);
+      await didRegistry.connect(users[i]).register(didDocument(edge.address), key);
       tree.insert(billKeyHash(key));
     }
     const user = users[8];
     const key = billKey("measured");
-    await recordGas("DidRegistry.register", didRegistry.connect(user).register(document(edge.address), key));
+    await recordGas("DidRegistry.register", didRegistry.connect(user).register(didDocument(edge.address), key));
     const index = tree.insert(billKeyHash(key));
     const rotated = billKey("rotated");
     await recordGas("DidRegistry.rotateBillKey", didRegistry.connect(user).rotateBillKey(rotated, tree.siblings(index)));

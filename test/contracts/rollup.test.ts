@@ -214,30 +214,14 @@ describe("RelayRollup", () => {
 
     it("refuses a bound of 2^200 or more and work of 2^56 or more", async () => {
       const { rollup, guardian, edgeA, epoch, tree } = await ready();
+      const submit = (slot: RollupSlot) =>
+        rollup.connect(guardian).submitBatch(epoch, tree.root, [slot, PADDING], DUMMY_PROOF);
       const big = 1n << 200n;
-      await expect(
-        rollup
-          .connect(guardian)
-          .submitBatch(
-            epoch,
-            tree.root,
-            [{ node: edgeA.address, prevBound: 0n, newBound: big, work: 1n }, PADDING],
-            DUMMY_PROOF,
-          ),
-      )
+      await expect(submit({ node: edgeA.address, prevBound: 0n, newBound: big, work: 1n }))
         .to.be.revertedWithCustomError(rollup, "RollupBoundTooLarge")
         .withArgs(big);
       const lots = 1n << 56n;
-      await expect(
-        rollup
-          .connect(guardian)
-          .submitBatch(
-            epoch,
-            tree.root,
-            [{ node: edgeA.address, prevBound: 0n, newBound: 1n, work: lots }, PADDING],
-            DUMMY_PROOF,
-          ),
-      )
+      await expect(submit({ node: edgeA.address, prevBound: 0n, newBound: 1n, work: lots }))
         .to.be.revertedWithCustomError(rollup, "RollupWorkTooLarge")
         .withArgs(lots);
     });

@@ -10,6 +10,16 @@ import path from "node:path";
 
 /* eslint-disable @typescript-eslint/no-require-imports */
 
+interface DeployTaskArgs {
+  profile?: string;
+  out?: string;
+  genesis: number;
+  votingDelay?: number;
+  votingPeriod?: number;
+  timelockDelay?: number;
+  circuit?: string;
+}
+
 task("deploy", "Deploys the whole protocol and writes deployments/<network>.json")
   .addOptionalParam(
     "profile",
@@ -19,7 +29,26 @@ task("deploy", "Deploys the whole protocol and writes deployments/<network>.json
   )
   .addOptionalParam("out", "Deployments file to write (default deployments/<network>.json)", undefined, types.string)
   .addOptionalParam("genesis", "Unix time at which epoch 0 starts (default: the deploy block)", 0, types.int)
-  .setAction(async (args: { profile?: string; out?: string; genesis: number }, hre) => {
+  .addOptionalParam(
+    "votingDelay",
+    "Blocks between a proposal and its vote (default: the profile's)",
+    undefined,
+    types.int,
+  )
+  .addOptionalParam("votingPeriod", "Blocks a vote stays open (default: the profile's)", undefined, types.int)
+  .addOptionalParam(
+    "timelockDelay",
+    "Seconds between queueing and executing (default: the profile's)",
+    undefined,
+    types.int,
+  )
+  .addOptionalParam(
+    "circuit",
+    "Batch circuit whose generated verifier the rollup uses (circuits/config.json)",
+    undefined,
+    types.string,
+  )
+  .setAction(async (args: DeployTaskArgs, hre) => {
     await hre.run("compile", { quiet: true });
     const { deployProtocol, localDeployOptions, productionDeployOptions } =
       require("./lib/deploy") as typeof import("./lib/deploy");
@@ -32,7 +61,15 @@ task("deploy", "Deploys the whole protocol and writes deployments/<network>.json
     if (!deployer)
       throw new Error(`network ${network} has no account: set ${network.toUpperCase().replace(/-/g, "_")}_PRIVATE_KEY`);
     const log = (line: string) => console.log(line);
-    const base = { network, genesis: args.genesis, log };
+    const base = {
+      network,
+      genesis: args.genesis,
+      log,
+      ...(args.votingDelay !== undefined && { votingDelay: args.votingDelay }),
+      ...(args.votingPeriod !== undefined && { votingPeriod: args.votingPeriod }),
+      ...(args.timelockDelay !== undefined && { timelockDelay: args.timelockDelay }),
+      ...(args.circuit !== undefined && { circuit: args.circuit }),
+    };
     const options = profile === "local" ? localDeployOptions(deployer.address, base) : productionDeployOptions(base);
     const { deployment } = await deployProtocol(deployer, options);
     const out = args.out ?? path.join("deployments", `${network}.json`);

@@ -10,13 +10,13 @@ import {GovernorTimelockControl} from "@openzeppelin/contracts/governance/extens
 import {TimelockController} from "@openzeppelin/contracts/governance/TimelockController.sol";
 import {IVotes} from "@openzeppelin/contracts/governance/utils/IVotes.sol";
 import {INodeRegistry} from "../interfaces/INodeRegistry.sol";
+import {ISendGovernor} from "../interfaces/ISendGovernor.sol";
 
 /// @title SendGovernor
-/// @notice Stakers govern. A voter's weight at a proposal's snapshot is its token votes (tokens it holds or that were
-/// delegated to it with ERC20Votes) plus the stake it has bonded in the node registry, where its tokens sit while
-/// staked. The registry never delegates the token votes of what it holds, so no token is counted twice. Proposals
-/// execute through the timelock, which owns every parameter and the treasury.
+/// @notice See ISendGovernor. The registry never delegates the token votes of what it holds, so no token is counted
+/// twice.
 contract SendGovernor is
+    ISendGovernor,
     Governor,
     GovernorSettings,
     GovernorCountingSimple,
@@ -51,7 +51,7 @@ contract SendGovernor is
         _registry = registry_;
     }
 
-    /// @notice The node registry whose bonded stake votes.
+    /// @inheritdoc ISendGovernor
     function registry() external view returns (INodeRegistry) {
         return _registry;
     }

@@ -39,6 +39,13 @@ interface INodeRegistry {
         uint256 shares;
     }
 
+    /// @notice Epochs a node was jailed in, both ends included: from the epoch of the slash that jailed it through the
+    /// epoch its jail ends in. Rewards are not paid for these epochs.
+    struct JailTerm {
+        uint64 fromEpoch;
+        uint64 throughEpoch;
+    }
+
     /// @notice Emitted after `operator` registered a node for `role`.
     event NodeRegistered(
         address indexed operator,
@@ -66,8 +73,15 @@ interface INodeRegistry {
     /// @notice Emitted after `operator`'s node was slashed by `bps`: `bonded` and `unbonding` tokens taken.
     event NodeSlashed(address indexed operator, uint16 bps, uint256 bonded, uint256 unbonding, uint64 jailedUntil);
 
+    /// @notice Emitted after a jailing slash recorded that `operator`'s node is jailed in epochs `fromEpoch` through
+    /// `throughEpoch` (a jail that overlaps or follows the previous one directly extends or shortens that term).
+    event NodeJailed(address indexed operator, uint64 fromEpoch, uint64 throughEpoch);
+
     /// @notice Emitted after the slashing contract changed.
     event SlasherChanged(address oldSlasher, address newSlasher);
+
+    /// @notice Emitted after the stake hook changed.
+    event StakeHookChanged(address oldHook, address newHook);
 
     /// @notice Emitted after `account`'s stake voting power changed.
     event StakeVotesChanged(address indexed account, uint256 oldVotes, uint256 newVotes);
@@ -158,11 +172,24 @@ interface INodeRegistry {
     /// @notice Sets the slashing contract. Only the owner (the timelock).
     function setSlasher(address slasher) external;
 
+    /// @notice Sets the contract told before any staker's bonded shares change (`IStakeHook`; the reward
+    /// distributor), or none with address zero. Only the owner (the timelock).
+    function setStakeHook(address hook) external;
+
     /// @notice Brings `account`'s voting power from its stake in `operator`'s node up to date after a slash.
     function syncVotes(address operator, address account) external;
 
     /// @notice The slashing contract.
     function slasher() external view returns (address);
+
+    /// @notice The stake hook (address zero: none).
+    function stakeHook() external view returns (address);
+
+    /// @notice Whether `operator`'s node was jailed at any time in `epoch` (a jail recorded by `slash`).
+    function wasJailedIn(address operator, uint64 epoch) external view returns (bool);
+
+    /// @notice Every jail term of `operator`'s node, oldest first; terms never overlap.
+    function jailTermsOf(address operator) external view returns (JailTerm[] memory);
 
     /// @notice `operator`'s node.
     function node(address operator) external view returns (NodeView memory);
@@ -181,6 +208,17 @@ interface INodeRegistry {
 
     /// @notice `operator`'s commission in `epoch`, in basis points (never above the current cap).
     function commissionAt(address operator, uint64 epoch) external view returns (uint16);
+
+    /// @notice The epoch `operator`'s node registered in (reverts with `StakingNotRegistered` if it never did).
+    function registeredIn(address operator) external view returns (uint64);
+
+    /// @notice What the reward distributor reads of `operator`'s node for `epoch`, in one call: the commission the
+    /// operator set for that epoch (its history, not clamped: the distributor applies the cap fixed for the epoch),
+    /// whether the node was jailed in it, and the bonded pool's total shares now.
+    function rewardStateAt(
+        address operator,
+        uint64 epoch
+    ) external view returns (uint16 commissionBps, bool jailed, uint256 bondedShares);
 
     /// @notice The tokens `staker` has bonded in `operator`'s node now (after slashes).
     function stakeOf(address operator, address staker) external view returns (uint256);

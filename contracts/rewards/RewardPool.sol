@@ -16,8 +16,12 @@ contract RewardPool is IRewardPool, Ownable {
 
     /// @param token_ The reward token.
     /// @param owner_ The timelock.
-    constructor(IERC20 token_, address owner_) Ownable(owner_) {
+    /// @param distributor_ The first distributor (the reward distributor, whose address the deploy fixes in advance),
+    /// or address zero for none until the owner sets one.
+    constructor(IERC20 token_, address owner_, address distributor_) Ownable(owner_) {
         _token = token_;
+        _distributor = distributor_;
+        emit DistributorChanged(address(0), distributor_);
     }
 
     /// @inheritdoc IRewardPool

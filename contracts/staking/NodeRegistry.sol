@@ -10,13 +10,17 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {Time} from "@openzeppelin/contracts/utils/types/Time.sol";
 import {INodeRegistry, NodeRole} from "../interfaces/INodeRegistry.sol";
 import {IProtocolParameters, Parameter} from "../interfaces/IProtocolParameters.sol";
+import {IStakeHook} from "../interfaces/IStakeHook.sol";
 import {SharePool} from "../libraries/SharePool.sol";
 
 /// @title NodeRegistry
-/// @notice Nodes, their stake, delegation, unbonding, commission, the slash hook and stake voting power.
+/// @notice Nodes, their stake, delegation, unbonding, commission, the slash hook, jail history and stake voting power.
 /// @dev Token custody: this contract holds exactly the sum of every node's bonded and unbonding pool tokens.
 /// Voting power: each (operator, staker) bond credits the staker votes equal to its value when last touched. A slash
 /// lowers the operator's votes at once and each delegator's at its next touch or through `syncVotes`.
+/// Stake hook: when set, it is called before every change of a staker's bonded shares (in `_bond` and `unbond`), so
+/// the reward distributor settles that staker's rewards against its old shares. It is set by governance and trusted:
+/// a reverting hook blocks bonding and unbonding until governance replaces it.
 contract NodeRegistry is INodeRegistry, Ownable {
     using SafeERC20 for IERC20;
     using SharePool for SharePool.Pool;
@@ -43,11 +47,24 @@ contract NodeRegistry is INodeRegistry, Ownable {
         SharePool.Pool bonded;
         SharePool.Pool unbonding;
         Checkpoints.Trace208 commission; // epoch => bps in force from that epoch on
+        RewardSummary summary;
+    }
+
+    /// @dev The newest commission change and the newest jail term, kept in step with `commission` and `_jailTerms`,
+    /// in one slot: the reward distributor reads a recent epoch's state of a node with this one read (plus the bonded
+    /// shares) instead of two histories; older epochs fall back to the histories.
+    struct RewardSummary {
+        uint48 commissionFrom;
+        uint16 commissionBps;
+        bool jailed; // a jail term exists
+        uint48 jailFrom;
+        uint48 jailThrough;
     }
 
     IERC20 private immutable _token;
     IProtocolParameters private immutable _parameters;
     address private _slasher;
+    IStakeHook private _stakeHook;
 
     mapping(address operator => Node) private _nodes;
     mapping(address operator => mapping(address staker => uint256)) private _shares;
@@ -55,16 +72,26 @@ contract NodeRegistry is INodeRegistry, Ownable {
     mapping(address staker => Unbonding[]) private _unbondings;
     mapping(address account => Checkpoints.Trace208) private _votes;
     mapping(NodeRole role => EnumerableSet.AddressSet) private _staked;
+    mapping(address operator => JailTerm[]) private _jailTerms;
 
     /// @param token_ The staking token.
     /// @param parameters_ Governed parameters and the epoch clock.
     /// @param owner_ The timelock.
     /// @param slasher_ The slashing contract (may be the timelock until one is deployed).
-    constructor(IERC20 token_, IProtocolParameters parameters_, address owner_, address slasher_) Ownable(owner_) {
+    /// @param stakeHook_ The stake hook (the reward distributor), or address zero for none.
+    constructor(
+        IERC20 token_,
+        IProtocolParameters parameters_,
+        address owner_,
+        address slasher_,
+        IStakeHook stakeHook_
+    ) Ownable(owner_) {
         _token = token_;
         _parameters = parameters_;
         _slasher = slasher_;
+        _stakeHook = stakeHook_;
         emit SlasherChanged(address(0), slasher_);
+        emit StakeHookChanged(address(0), address(stakeHook_));
     }
 
     // ---------------------------------------------------------------- operators
@@ -89,6 +116,8 @@ contract NodeRegistry is INodeRegistry, Ownable {
         n.role = role;
         uint64 epoch = _parameters.currentEpoch();
         n.commission.push(SafeCast.toUint48(epoch), commissionBps);
+        n.summary.commissionFrom = SafeCast.toUint48(epoch);
+        n.summary.commissionBps = commissionBps;
         n.signer = signer;
         n.peerId = peerId;
         _setMultiaddrs(n, multiaddrs);
@@ -134,6 +163,7 @@ contract NodeRegistry is INodeRegistry, Ownable {
         if (amount > available) revert StakingExceedsStake(operator, msg.sender, amount, available);
         Unbonding[] storage queue = _unbondings[msg.sender];
         if (queue.length >= MAX_UNBONDINGS) revert StakingTooManyUnbondings(msg.sender, MAX_UNBONDINGS);
+        _beforeSharesChange(operator, msg.sender);
 
         // Shares are rounded up so the pool never pays out more than the tokens behind them; all of them on a full exit.
         uint256 shares = amount == available ? held : n.bonded.sharesFor(amount);
@@ -185,6 +215,8 @@ contract NodeRegistry is INodeRegistry, Ownable {
         // Keyed by the epoch it takes effect in, so every past epoch keeps its commission; a second change within
         // one epoch replaces the pending one (same key).
         n.commission.push(SafeCast.toUint48(epoch + 1), bps);
+        n.summary.commissionFrom = SafeCast.toUint48(epoch + 1);
+        n.summary.commissionBps = bps;
         emit CommissionChanged(msg.sender, bps, epoch + 1);
     }
 
@@ -197,7 +229,10 @@ contract NodeRegistry is INodeRegistry, Ownable {
         Node storage n = _registered(operator);
         uint256 fromBonded = n.bonded.cut(bps);
         uint256 fromUnbonding = n.unbonding.cut(bps);
-        if (jail) n.jailedUntil = uint64(block.timestamp + _parameters.get(Parameter.JailPeriod));
+        if (jail) {
+            n.jailedUntil = uint64(block.timestamp + _parameters.get(Parameter.JailPeriod));
+            _recordJail(operator, n.jailedUntil);
+        }
         emit NodeSlashed(operator, bps, fromBonded, fromUnbonding, n.jailedUntil);
         _syncVotes(operator, operator);
         _updateStakedSet(operator);
@@ -213,6 +248,13 @@ contract NodeRegistry is INodeRegistry, Ownable {
     }
 
     /// @inheritdoc INodeRegistry
+    function setStakeHook(address hook) external onlyOwner {
+        address oldHook = address(_stakeHook);
+        _stakeHook = IStakeHook(hook);
+        emit StakeHookChanged(oldHook, hook);
+    }
+
+    /// @inheritdoc INodeRegistry
     function syncVotes(address operator, address account) external {
         _syncVotes(operator, account);
     }
@@ -222,6 +264,40 @@ contract NodeRegistry is INodeRegistry, Ownable {
     /// @inheritdoc INodeRegistry
     function slasher() external view returns (address) {
         return _slasher;
+    }
+
+    /// @inheritdoc INodeRegistry
+    function stakeHook() external view returns (address) {
+        return address(_stakeHook);
+    }
+
+    /// @inheritdoc INodeRegistry
+    function wasJailedIn(address operator, uint64 epoch) external view returns (bool) {
+        return _wasJailedIn(operator, epoch);
+    }
+
+    /// @inheritdoc INodeRegistry
+    function rewardStateAt(
+        address operator,
+        uint64 epoch
+    ) external view returns (uint16 commissionBps, bool jailed, uint256 bondedShares) {
+        Node storage n = _nodes[operator];
+        RewardSummary memory summary = n.summary;
+        if (epoch >= summary.commissionFrom) {
+            commissionBps = summary.commissionBps;
+        } else {
+            // Older than the newest change: the history. Values were pushed as uint16; epoch < commissionFrom < 2^48.
+            commissionBps = uint16(n.commission.upperLookupRecent(uint48(epoch)));
+        }
+        if (!summary.jailed || epoch > summary.jailThrough) jailed = false;
+        else if (epoch >= summary.jailFrom) jailed = true;
+        else jailed = _wasJailedIn(operator, epoch);
+        bondedShares = n.bonded.shares;
+    }
+
+    /// @inheritdoc INodeRegistry
+    function jailTermsOf(address operator) external view returns (JailTerm[] memory) {
+        return _jailTerms[operator];
     }
 
     /// @inheritdoc INodeRegistry
@@ -275,6 +351,12 @@ contract NodeRegistry is INodeRegistry, Ownable {
         // The cap is at most 5,000 (bounded in ProtocolParameters), so it fits in uint16.
         // bps was pushed as a uint16, so it fits too.
         return uint16(bps > cap ? cap : bps);
+    }
+
+    /// @inheritdoc INodeRegistry
+    function registeredIn(address operator) external view returns (uint64) {
+        // The commission history starts at registration, keyed by the epoch it happened in.
+        return _registered(operator).commission.at(0)._key;
     }
 
     /// @inheritdoc INodeRegistry
@@ -345,6 +427,7 @@ contract NodeRegistry is INodeRegistry, Ownable {
 
     function _bond(address operator, address staker, uint256 amount) private {
         if (amount == 0) revert StakingZeroAmount();
+        _beforeSharesChange(operator, staker);
         Node storage n = _nodes[operator];
         uint256 shares = n.bonded.deposit(amount);
         if (shares == 0) revert StakingZeroAmount();
@@ -364,6 +447,49 @@ contract NodeRegistry is INodeRegistry, Ownable {
         uint256 newVotes = oldVotes + current - credited;
         _votes[account].push(clock(), SafeCast.toUint208(newVotes));
         emit StakeVotesChanged(account, oldVotes, newVotes);
+    }
+
+    /// @dev Jail terms are sorted and disjoint: find the last one that starts at or before `epoch` (binary search, so
+    /// a long history costs a few reads) and ask whether it reaches `epoch`.
+    function _wasJailedIn(address operator, uint64 epoch) private view returns (bool) {
+        JailTerm[] storage terms = _jailTerms[operator];
+        uint256 low = 0;
+        uint256 high = terms.length;
+        while (low < high) {
+            uint256 mid = (low + high) / 2;
+            if (terms[mid].fromEpoch > epoch) high = mid;
+            else low = mid + 1;
+        }
+        return low != 0 && terms[low - 1].throughEpoch >= epoch;
+    }
+
+    /// @dev Tells the stake hook, if any, before `staker`'s bonded shares in `operator`'s node change.
+    function _beforeSharesChange(address operator, address staker) private {
+        IStakeHook hook = _stakeHook;
+        if (address(hook) != address(0)) hook.beforeSharesChange(operator, staker);
+    }
+
+    /// @dev Records that the node is jailed from the current epoch through the epoch of its last jailed second. The
+    /// jail replaces any running one (`jailedUntil` is overwritten), so a term that reaches the current epoch (or
+    /// ends just before it) is extended or shortened to the new end rather than a second term stacked beside it.
+    function _recordJail(address operator, uint64 jailedUntil) private {
+        uint64 fromEpoch = _parameters.currentEpoch();
+        // jailedUntil is the first free second and lies in the future (JailPeriod is at least a minute).
+        uint64 throughEpoch = _parameters.epochAt(jailedUntil - 1);
+        JailTerm[] storage terms = _jailTerms[operator];
+        uint256 length = terms.length;
+        if (length != 0 && terms[length - 1].throughEpoch + 1 >= fromEpoch) {
+            JailTerm storage last = terms[length - 1];
+            last.throughEpoch = throughEpoch;
+            fromEpoch = last.fromEpoch;
+        } else {
+            terms.push(JailTerm({fromEpoch: fromEpoch, throughEpoch: throughEpoch}));
+        }
+        RewardSummary storage summary = _nodes[operator].summary;
+        summary.jailed = true;
+        summary.jailFrom = SafeCast.toUint48(fromEpoch);
+        summary.jailThrough = SafeCast.toUint48(throughEpoch);
+        emit NodeJailed(operator, fromEpoch, throughEpoch);
     }
 
     /// @dev A node is listed for discovery while its operator holds any self-stake.

@@ -5,20 +5,26 @@ import {
   DidRegistry__factory,
   NodeRegistry__factory,
   PoseidonT3__factory,
+  QualityOracle__factory,
+  RewardDistributor__factory,
   RelayRollup__factory,
   ProtocolParameters__factory,
   RewardPool__factory,
   SendGovernor__factory,
   SendTimelock__factory,
   SendToken__factory,
+  Slashing__factory,
   type DidRegistry,
   type NodeRegistry,
   type ProtocolParameters,
+  type QualityOracle,
+  type RewardDistributor,
   type RelayRollup,
   type RewardPool,
   type SendGovernor,
   type SendTimelock,
   type SendToken,
+  type Slashing,
 } from "../../typechain-types";
 import type { Deployment } from "../../sdk/chain/deployment";
 import { parameterIndex, TOKEN, type ParameterName } from "../../sdk/chain/protocol";
@@ -116,6 +122,12 @@ export function productionDeployOptions(overrides: Partial<DeployOptions> = {}):
   };
 }
 
+/**
+ * Contracts the deployer creates from the token (nonce + 0) to the reward distributor: pool, parameters, registry,
+ * slashing, Poseidon library, DID registry, governor, verifier, rollup, quality oracle, then the distributor.
+ */
+const DISTRIBUTOR_NONCE_OFFSET = 11;
+
 /** The deployed contracts, typed, connected to the deployer. */
 export interface ProtocolContracts {
   token: SendToken;
@@ -126,6 +138,9 @@ export interface ProtocolContracts {
   didRegistry: DidRegistry;
   governor: SendGovernor;
   rollup: RelayRollup;
+  qualityOracle: QualityOracle;
+  distributor: RewardDistributor;
+  slashing: Slashing;
   verifier: string;
 }
 
@@ -175,6 +190,10 @@ export async function deployProtocol(
   // from the deployer's nonce (the pool is the very next contract this deployer creates).
   const nonce = await provider.getTransactionCount(deployerAddress, "pending");
   const rewardPoolAddress = getCreateAddress({ from: deployerAddress, nonce: nonce + 1 });
+  // The reward distributor is the pool's distributor and the registry's stake hook from their constructors (the
+  // timelock owns both): its address is fixed in advance too. It is created DISTRIBUTOR_NONCE_OFFSET contracts after
+  // the token, right after the rollup and the quality oracle; a deploy-order change fails loudly below.
+  const distributorAddress = getCreateAddress({ from: deployerAddress, nonce: nonce + DISTRIBUTOR_NONCE_OFFSET });
   const recipients = [await timelock.getAddress(), rewardPoolAddress, ...options.allocations.map((a) => a.address)];
   const amounts = [options.treasurySupply, options.rewardSupply, ...options.allocations.map((a) => a.amount)];
   const token = await new SendToken__factory(deployer).deploy(recipients, amounts, { nonce });
@@ -184,6 +203,7 @@ export async function deployProtocol(
   const rewardPool = await new RewardPool__factory(deployer).deploy(
     await token.getAddress(),
     await timelock.getAddress(),
+    distributorAddress,
     {
       nonce: nonce + 1,
     },
@@ -208,14 +228,32 @@ export async function deployProtocol(
   await parameters.waitForDeployment();
   log(`  ProtocolParameters  ${await parameters.getAddress()}`);
 
+  // The registry takes its slasher in the constructor and the slashing contract takes the registry: the slashing
+  // contract's address is fixed in advance (it is the very next contract this deployer creates after the registry).
+  const registryNonce = await provider.getTransactionCount(deployerAddress, "pending");
+  const slashingAddress = getCreateAddress({ from: deployerAddress, nonce: registryNonce + 1 });
   const registry = await new NodeRegistry__factory(deployer).deploy(
     await token.getAddress(),
     await parameters.getAddress(),
     await timelock.getAddress(),
-    await timelock.getAddress(), // slasher: governance itself until the slashing contract is deployed
+    slashingAddress,
+    distributorAddress, // stake hook
+    { nonce: registryNonce },
   );
   await registry.waitForDeployment();
   log(`  NodeRegistry        ${await registry.getAddress()}`);
+  const slashing = await new Slashing__factory(deployer).deploy(
+    await token.getAddress(),
+    await parameters.getAddress(),
+    await registry.getAddress(),
+    await timelock.getAddress(), // treasury
+    { nonce: registryNonce + 1 },
+  );
+  await slashing.waitForDeployment();
+  if ((await slashing.getAddress()) !== slashingAddress) {
+    throw new Error(`deployProtocol: slashing landed at ${await slashing.getAddress()}, expected ${slashingAddress}`);
+  }
+  log(`  Slashing            ${slashingAddress}`);
 
   const poseidon = await new PoseidonT3__factory(deployer).deploy();
   await poseidon.waitForDeployment();
@@ -250,6 +288,30 @@ export async function deployProtocol(
   await rollup.waitForDeployment();
   log(`  RelayRollup         ${await rollup.getAddress()} (${options.circuit}: ${slots} slots, verifier ${verifier})`);
 
+  const qualityOracle = await new QualityOracle__factory(deployer).deploy(
+    await parameters.getAddress(),
+    await registry.getAddress(),
+    await rollup.getAddress(),
+  );
+  await qualityOracle.waitForDeployment();
+  log(`  QualityOracle       ${await qualityOracle.getAddress()}`);
+  const distributor = await new RewardDistributor__factory(deployer).deploy(
+    await parameters.getAddress(),
+    await registry.getAddress(),
+    await rollup.getAddress(),
+    await qualityOracle.getAddress(),
+    rewardPoolAddress,
+    0, // pays from genesis
+  );
+  await distributor.waitForDeployment();
+  if ((await distributor.getAddress()) !== distributorAddress) {
+    throw new Error(
+      `deployProtocol: reward distributor landed at ${await distributor.getAddress()}, expected ${distributorAddress}; ` +
+        "the deploy order changed: update DISTRIBUTOR_NONCE_OFFSET",
+    );
+  }
+  log(`  RewardDistributor   ${distributorAddress} (the pool's distributor, the registry's stake hook)`);
+
   const governorAddress = await governor.getAddress();
   await (await timelock.grantRole(await timelock.PROPOSER_ROLE(), governorAddress)).wait();
   await (await timelock.grantRole(await timelock.CANCELLER_ROLE(), governorAddress)).wait();
@@ -273,6 +335,9 @@ export async function deployProtocol(
       SendGovernor: governorAddress,
       RelayRollup: await rollup.getAddress(),
       RelayBatchVerifier: verifier,
+      QualityOracle: await qualityOracle.getAddress(),
+      RewardDistributor: distributorAddress,
+      Slashing: slashingAddress,
     },
     circuit: options.circuit,
     governor: {
@@ -283,7 +348,20 @@ export async function deployProtocol(
     },
   };
   return {
-    contracts: { token, timelock, rewardPool, parameters, registry, didRegistry, governor, rollup, verifier },
+    contracts: {
+      token,
+      timelock,
+      rewardPool,
+      parameters,
+      registry,
+      didRegistry,
+      governor,
+      rollup,
+      slashing,
+      qualityOracle,
+      distributor,
+      verifier,
+    },
     deployment,
   };
 }

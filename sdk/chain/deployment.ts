@@ -18,6 +18,9 @@ export interface Deployment {
     SendGovernor: string;
     RelayRollup: string;
     RelayBatchVerifier: string;
+    QualityOracle: string;
+    RewardDistributor: string;
+    Slashing: string;
   };
   /** The batch circuit configuration (circuits/config.json) the rollup's verifier was generated from. */
   circuit: string;
@@ -46,6 +49,9 @@ const CONTRACT_NAMES = [
   "SendGovernor",
   "RelayRollup",
   "RelayBatchVerifier",
+  "QualityOracle",
+  "RewardDistributor",
+  "Slashing",
 ] as const;
 
 /** Reads and checks a deployments file written by `scripts/deploy.ts`. */

@@ -15,7 +15,6 @@ function billKey(seed: string) {
   return { x: BigInt(x), y: BigInt(y) };
 }
 
-
 describe("gas of the hot functions (compared with gas-report.json)", () => {
   it("measures staking: register, stake, delegate, unbond, withdraw, set commission", async () => {
     const { token, registry, signers } = await loadFixture(deployProtocolFixture);
@@ -36,7 +35,10 @@ describe("gas of the hot functions (compared with gas-report.json)", () => {
       "NodeRegistry.delegate (first)",
       registry.connect(delegator).delegate(operator.address, 1_000n * TOKEN),
     );
-    await recordGas("NodeRegistry.delegate (more)", registry.connect(delegator).delegate(operator.address, 1_000n * TOKEN));
+    await recordGas(
+      "NodeRegistry.delegate (more)",
+      registry.connect(delegator).delegate(operator.address, 1_000n * TOKEN),
+    );
     await recordGas("NodeRegistry.unbond", registry.connect(delegator).unbond(operator.address, 500n * TOKEN));
     await recordGas("NodeRegistry.setCommission", registry.connect(operator).setCommission(800));
     await ethersIncrease(301);
@@ -63,7 +65,10 @@ describe("gas of the hot functions (compared with gas-report.json)", () => {
     await recordGas("DidRegistry.register", didRegistry.connect(user).register(didDocument(edge.address), key));
     const index = tree.insert(billKeyHash(key));
     const rotated = billKey("rotated");
-    await recordGas("DidRegistry.rotateBillKey", didRegistry.connect(user).rotateBillKey(rotated, tree.siblings(index)));
+    await recordGas(
+      "DidRegistry.rotateBillKey",
+      didRegistry.connect(user).rotateBillKey(rotated, tree.siblings(index)),
+    );
     tree.update(index, billKeyHash(rotated));
     await recordGas(
       "DidRegistry.rotateSignedPrekey",
@@ -81,7 +86,6 @@ describe("gas of the hot functions (compared with gas-report.json)", () => {
       rollup.connect(guardian).submitBatch(epoch, tree.root, first.slots, first.proof),
     );
   });
-
 });
 
 async function ethersIncrease(seconds: number): Promise<void> {

@@ -159,11 +159,12 @@ describe("RelayRollup", () => {
     });
 
     it("refuses a jailed guardian", async () => {
-      const { rollup, registry, timelock, guardian, epoch, epochEnd, tree, first } = await loadFixture(rollupFixture);
-      await impersonateAccount(await timelock.getAddress());
-      await setBalance(await timelock.getAddress(), 10n ** 18n);
-      const asTimelock = await ethers.getSigner(await timelock.getAddress());
-      await registry.connect(asTimelock).slash(guardian.address, 100, true);
+      const { rollup, registry, slashing, guardian, epoch, epochEnd, tree, first } = await loadFixture(rollupFixture);
+      // Jailed through the registry's slash hook, acting as its slasher (the slashing contract).
+      await impersonateAccount(await slashing.getAddress());
+      await setBalance(await slashing.getAddress(), 10n ** 18n);
+      const asSlasher = await ethers.getSigner(await slashing.getAddress());
+      await registry.connect(asSlasher).slash(guardian.address, 100, true);
       await afterEpoch(epochEnd);
       await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, first.slots, first.proof))
         .to.be.revertedWithCustomError(rollup, "RollupNotAuthorized")
@@ -196,16 +197,16 @@ describe("RelayRollup", () => {
     });
 
     it("refuses a slot for an address that is not an edge node, or for a jailed edge node", async () => {
-      const { rollup, registry, timelock, guardian, edgeC, outsider, epoch, tree } = await ready();
+      const { rollup, registry, slashing, guardian, edgeC, outsider, epoch, tree } = await ready();
       for (const node of [outsider.address, guardian.address]) {
         const slots = [{ node, prevBound: 0n, newBound: 1n, work: 1n }, PADDING];
         await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, slots, DUMMY_PROOF))
           .to.be.revertedWithCustomError(rollup, "RollupNodeNotEligible")
           .withArgs(node);
       }
-      await impersonateAccount(await timelock.getAddress());
-      await setBalance(await timelock.getAddress(), 10n ** 18n);
-      await registry.connect(await ethers.getSigner(await timelock.getAddress())).slash(edgeC.address, 100, true);
+      await impersonateAccount(await slashing.getAddress());
+      await setBalance(await slashing.getAddress(), 10n ** 18n);
+      await registry.connect(await ethers.getSigner(await slashing.getAddress())).slash(edgeC.address, 100, true);
       const slots = [{ node: edgeC.address, prevBound: 0n, newBound: 1n, work: 1n }, PADDING];
       await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, slots, DUMMY_PROOF))
         .to.be.revertedWithCustomError(rollup, "RollupNodeNotEligible")

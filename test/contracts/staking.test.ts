@@ -6,6 +6,7 @@ import { impersonateAccount, loadFixture, mine, setBalance, time } from "@nomicf
 import { deployProtocolFixture } from "../fixtures/protocol";
 import type { INodeRegistry } from "../../typechain-types/contracts/staking/NodeRegistry";
 import { NodeRole, parameterIndex, TOKEN } from "../../sdk/chain/protocol";
+import { StakeHookProbe__factory } from "../../typechain-types";
 
 /** Tokens each test actor receives from the deployer's genesis allocation. */
 const FUNDING = 100_000n * TOKEN;
@@ -101,10 +102,10 @@ async function nextEpoch(f: Fixture): Promise<bigint> {
 
 describe("NodeRegistry", () => {
   describe("deploy", () => {
-    it("starts with the timelock as owner and slasher", async () => {
-      const { registry, timelock } = await loadFixture(deployProtocolFixture);
+    it("starts with the timelock as owner and the slashing contract as slasher", async () => {
+      const { registry, timelock, slashing } = await loadFixture(deployProtocolFixture);
       expect(await registry.owner()).to.equal(await timelock.getAddress());
-      expect(await registry.slasher()).to.equal(await timelock.getAddress());
+      expect(await registry.slasher()).to.equal(await slashing.getAddress());
     });
 
     it("publishes the bounds it enforces", async () => {
@@ -1145,6 +1146,224 @@ describe("NodeRegistry", () => {
       expect(await registry.isActive(outsider.address)).to.equal(false);
       expect(await registry.roleOf(outsider.address)).to.equal(NodeRole.None);
       expect(await registry.signerOf(outsider.address)).to.equal(ethers.ZeroAddress);
+    });
+  });
+});
+
+describe("NodeRegistry: stake hook, jail history, registration epoch", () => {
+  /** The staking fixture with a StakeHookProbe (a test double that records each call) as the stake hook. */
+  async function probeFixture() {
+    const f = await stakingFixture();
+    const probe = await new StakeHookProbe__factory(f.deployer).deploy(await f.registry.getAddress());
+    await (await f.registry.connect(f.governance).setStakeHook(await probe.getAddress())).wait();
+    return { ...f, probe };
+  }
+
+  /** Slashes `operator` with a jail at exactly `at` (unix seconds); returns the transaction. */
+  async function jailAt(f: Fixture, operator: HardhatEthersSigner, at: bigint): Promise<ContractTransactionResponse> {
+    await time.setNextBlockTimestamp(at);
+    const tx = await f.registry.connect(f.slasher).slash(operator.address, 0, true);
+    await tx.wait();
+    return tx;
+  }
+
+  /** The jail terms of `operator` as plain pairs. */
+  async function terms(f: Fixture, operator: HardhatEthersSigner): Promise<bigint[][]> {
+    return (await f.registry.jailTermsOf(operator.address)).map((t) => [t.fromEpoch, t.throughEpoch]);
+  }
+
+  describe("setStakeHook", () => {
+    it("starts with the reward distributor as the stake hook", async () => {
+      const { registry, distributor } = await loadFixture(deployProtocolFixture);
+      expect(await registry.stakeHook()).to.equal(await distributor.getAddress());
+    });
+
+    it("lets the owner replace the hook or remove it, and says which it replaced", async () => {
+      const { registry, governance, distributor, outsider } = await loadFixture(stakingFixture);
+      await expect(registry.connect(governance).setStakeHook(outsider.address))
+        .to.emit(registry, "StakeHookChanged")
+        .withArgs(await distributor.getAddress(), outsider.address);
+      await expect(registry.connect(governance).setStakeHook(ethers.ZeroAddress))
+        .to.emit(registry, "StakeHookChanged")
+        .withArgs(outsider.address, ethers.ZeroAddress);
+      expect(await registry.stakeHook()).to.equal(ethers.ZeroAddress);
+    });
+
+    it("refuses anyone but the owner", async () => {
+      const { registry, slasher, outsider, deployer } = await loadFixture(stakingFixture);
+      for (const caller of [outsider, slasher, deployer]) {
+        await expect(registry.connect(caller).setStakeHook(caller.address))
+          .to.be.revertedWithCustomError(registry, "OwnableUnauthorizedAccount")
+          .withArgs(caller.address);
+      }
+    });
+  });
+
+  describe("the stake hook", () => {
+    it("is told before every change of a staker's bonded shares, while they are still the old ones", async () => {
+      const f = await loadFixture(probeFixture);
+      const { registry, probe, opA, alice } = f;
+      await expect(registerNode(f, opA, NodeRole.Edge, 2_000n * TOKEN))
+        .to.emit(probe, "SharesBeforeChange")
+        .withArgs(opA.address, opA.address, 0, 0);
+      await expect(registry.connect(opA).stake(500n * TOKEN))
+        .to.emit(probe, "SharesBeforeChange")
+        .withArgs(opA.address, opA.address, 2_000n * TOKEN, 2_000n * TOKEN);
+      await expect(registry.connect(alice).delegate(opA.address, 1_000n * TOKEN))
+        .to.emit(probe, "SharesBeforeChange")
+        .withArgs(opA.address, alice.address, 0, 2_500n * TOKEN);
+      await expect(registry.connect(alice).unbond(opA.address, 400n * TOKEN))
+        .to.emit(probe, "SharesBeforeChange")
+        .withArgs(opA.address, alice.address, 1_000n * TOKEN, 3_500n * TOKEN);
+    });
+
+    it("is not told of changes that leave shares as they are: slash, withdraw, commission, endpoint", async () => {
+      const f = await loadFixture(probeFixture);
+      const { registry, probe, opA, alice, slasher } = f;
+      await registerNode(f, opA);
+      await (await registry.connect(alice).delegate(opA.address, 100n * TOKEN)).wait();
+      await (await registry.connect(alice).unbond(opA.address, 100n * TOKEN)).wait();
+      await time.increase(300);
+      for (const tx of [
+        registry.connect(slasher).slash(opA.address, 100, true),
+        registry.connect(alice).withdraw(),
+        registry.connect(opA).setCommission(900),
+        registry.connect(opA).updateNode("12D3KooWNewPeer", MULTIADDRS, opA.address),
+      ]) {
+        await expect(tx).not.to.emit(probe, "SharesBeforeChange");
+      }
+    });
+
+    it("is not called when none is set: staking works without it", async () => {
+      const f = await loadFixture(stakingFixture);
+      const { registry, governance, opA, alice } = f;
+      await (await registry.connect(governance).setStakeHook(ethers.ZeroAddress)).wait();
+      await registerNode(f, opA);
+      await expect(registry.connect(alice).delegate(opA.address, 100n * TOKEN)).to.emit(registry, "Bonded");
+      await expect(registry.connect(alice).unbond(opA.address, 100n * TOKEN)).to.emit(registry, "UnbondingStarted");
+    });
+
+    it("blocks bonding while the hook reverts (it is trusted: governance replaces a broken one)", async () => {
+      const f = await loadFixture(stakingFixture);
+      const { registry, governance, distributor, opA } = f;
+      // A contract without the hook function: the call reverts without data.
+      await (await registry.connect(governance).setStakeHook(await f.token.getAddress())).wait();
+      await expect(registerNode(f, opA)).to.be.reverted;
+      await (await registry.connect(governance).setStakeHook(await distributor.getAddress())).wait();
+      await expect(registerNode(f, opA)).not.to.be.reverted;
+    });
+  });
+
+  describe("jail history", () => {
+    it("records a jail from the slash's epoch through the epoch of its last jailed second", async () => {
+      const f = await loadFixture(stakingFixture);
+      const { registry, parameters, opA, slasher } = f;
+      await registerNode(f, opA);
+      const epoch = await nextEpoch(f);
+      const at = (await parameters.epochStart(epoch)) + 100n;
+      await time.setNextBlockTimestamp(at);
+      // JailPeriod 600 = one epoch: jailed until 100 s into the next epoch.
+      await expect(registry.connect(slasher).slash(opA.address, 100, true))
+        .to.emit(registry, "NodeJailed")
+        .withArgs(opA.address, epoch, epoch + 1n);
+      expect(await terms(f, opA)).to.deep.equal([[epoch, epoch + 1n]]);
+      expect(await registry.wasJailedIn(opA.address, epoch - 1n)).to.equal(false);
+      expect(await registry.wasJailedIn(opA.address, epoch)).to.equal(true);
+      expect(await registry.wasJailedIn(opA.address, epoch + 1n)).to.equal(true);
+      expect(await registry.wasJailedIn(opA.address, epoch + 2n)).to.equal(false);
+    });
+
+    it("does not reach the next epoch when the jail ends exactly at its start", async () => {
+      const f = await loadFixture(stakingFixture);
+      const { parameters, opA } = f;
+      await registerNode(f, opA);
+      const epoch = await nextEpoch(f);
+      await time.increaseTo((await parameters.epochStart(epoch + 1n)) - 10n);
+      await jailAt(f, opA, await parameters.epochStart(epoch + 1n));
+      // Jailed from the first second of E + 1 until the first second of E + 2.
+      expect(await terms(f, opA)).to.deep.equal([[epoch + 1n, epoch + 1n]]);
+    });
+
+    it("records nothing for a slash that does not jail", async () => {
+      const f = await loadFixture(stakingFixture);
+      const { registry, opA, slasher } = f;
+      await registerNode(f, opA);
+      await expect(registry.connect(slasher).slash(opA.address, 100, false)).not.to.emit(registry, "NodeJailed");
+      expect(await terms(f, opA)).to.deep.equal([]);
+      expect(await registry.wasJailedIn(opA.address, await f.parameters.currentEpoch())).to.equal(false);
+    });
+
+    it("extends the running term on a second jail, and the following one when it starts right after", async () => {
+      const f = await loadFixture(stakingFixture);
+      const { registry, parameters, opA, slasher } = f;
+      await registerNode(f, opA);
+      const epoch = await nextEpoch(f);
+      const start = await parameters.epochStart(epoch);
+      await jailAt(f, opA, start + 100n); // [E, E + 1]
+      await time.setNextBlockTimestamp(start + 700n);
+      await expect(registry.connect(slasher).slash(opA.address, 0, true)) // from E + 1: until E + 2
+        .to.emit(registry, "NodeJailed")
+        .withArgs(opA.address, epoch, epoch + 2n);
+      expect(await terms(f, opA)).to.deep.equal([[epoch, epoch + 2n]]);
+      // A jail in the epoch right after the term ends continues it.
+      await jailAt(f, opA, start + 1_800n + 10n); // epoch E + 3
+      expect(await terms(f, opA)).to.deep.equal([[epoch, epoch + 4n]]);
+    });
+
+    it("shortens the running term when a later jail ends sooner (a lowered jail period)", async () => {
+      const f = await loadFixture(stakingFixture);
+      const { registry, parameters, governance, opA } = f;
+      await registerNode(f, opA);
+      const epoch = await nextEpoch(f);
+      await (await parameters.connect(governance).setParameter(parameterIndex("JailPeriod"), 3_000n)).wait();
+      const start = await parameters.epochStart(epoch);
+      await jailAt(f, opA, start + 10n); // until E + 5
+      expect(await terms(f, opA)).to.deep.equal([[epoch, epoch + 5n]]);
+      await (await parameters.connect(governance).setParameter(parameterIndex("JailPeriod"), 60n)).wait();
+      await jailAt(f, opA, start + 20n); // the jail now ends 60 s later, within E
+      expect(await terms(f, opA)).to.deep.equal([[epoch, epoch]]);
+      expect((await registry.node(opA.address)).jailedUntil).to.equal(start + 80n);
+      expect(await registry.wasJailedIn(opA.address, epoch + 1n)).to.equal(false);
+    });
+
+    it("keeps separate jails apart and finds each in a long history", async () => {
+      const f = await loadFixture(stakingFixture);
+      const { registry, parameters, opA, opB } = f;
+      await registerNode(f, opA);
+      await registerNode(f, opB);
+      const first = await nextEpoch(f);
+      const jailed: bigint[] = [];
+      // Jails at E, E + 3, E + 6, ... each covering its epoch and the next.
+      for (let i = 0n; i < 7n; i++) {
+        const epoch = first + 3n * i;
+        await jailAt(f, opA, (await parameters.epochStart(epoch)) + 1n);
+        jailed.push(epoch, epoch + 1n);
+      }
+      expect(await terms(f, opA)).to.have.length(7);
+      for (let e = first - 1n; e <= first + 22n; e++) {
+        expect(await registry.wasJailedIn(opA.address, e), `epoch ${e}`).to.equal(jailed.includes(e));
+      }
+      expect(await registry.wasJailedIn(opB.address, first)).to.equal(false);
+    });
+  });
+
+  describe("registeredIn", () => {
+    it("reports the epoch a node registered in, whatever its later commission changes", async () => {
+      const f = await loadFixture(stakingFixture);
+      const { registry, opA } = f;
+      const epoch = await nextEpoch(f);
+      await registerNode(f, opA);
+      await (await registry.connect(opA).setCommission(1_000)).wait();
+      await nextEpoch(f);
+      await (await registry.connect(opA).setCommission(1_500)).wait();
+      expect(await registry.registeredIn(opA.address)).to.equal(epoch);
+    });
+
+    it("refuses an address that never registered", async () => {
+      const { registry, outsider } = await loadFixture(stakingFixture);
+      await expect(registry.registeredIn(outsider.address))
+        .to.be.revertedWithCustomError(registry, "StakingNotRegistered")
+        .withArgs(outsider.address);
     });
   });
 });

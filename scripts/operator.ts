@@ -4,7 +4,13 @@
  */
 import { parseArgs } from "node:util";
 import type { ContractTransactionResponse, Signer } from "ethers";
-import { NodeRegistry__factory, ProtocolParameters__factory, SendToken__factory } from "../typechain-types";
+import {
+  NodeRegistry__factory,
+  ProtocolParameters__factory,
+  RelayRollup__factory,
+  RewardDistributor__factory,
+  SendToken__factory,
+} from "../typechain-types";
 import { loadDeployment, type Deployment } from "../sdk/chain/deployment";
 import { NodeRole, parseNodeRole, ROLE_NAMES } from "../sdk/chain/protocol";
 import { describeError } from "./lib/errors";
@@ -53,7 +59,29 @@ function contracts(ctx: Context) {
     token: SendToken__factory.connect(ctx.deployment.contracts.SendToken, ctx.signer),
     registry: NodeRegistry__factory.connect(ctx.deployment.contracts.NodeRegistry, ctx.signer),
     parameters: ProtocolParameters__factory.connect(ctx.deployment.contracts.ProtocolParameters, ctx.signer),
+    rollup: RelayRollup__factory.connect(ctx.deployment.contracts.RelayRollup, ctx.signer),
+    distributor: RewardDistributor__factory.connect(ctx.deployment.contracts.RewardDistributor, ctx.signer),
   };
+}
+
+/**
+ * The last epoch `node` can claim through now: the newest ended epoch whose claim would go through (final, and for a
+ * watchdog past its credit deadline), at most MAX_CLAIM_EPOCHS after the node's next unclaimed epoch.
+ */
+async function lastClaimableEpoch(ctx: Context, node: string): Promise<bigint | undefined> {
+  const { distributor, parameters } = contracts(ctx);
+  const next = await distributor.nextEpochOf(node);
+  const current = await parameters.currentEpoch();
+  const cap = next + (await distributor.MAX_CLAIM_EPOCHS()) - 1n;
+  for (let epoch = current < cap + 1n ? current - 1n : cap; epoch >= next && epoch >= 0n; epoch--) {
+    try {
+      await distributor.claim.staticCall(node, epoch);
+      return epoch;
+    } catch {
+      // Not claimable through this epoch yet (not final, credits open): try one epoch earlier.
+    }
+  }
+  return undefined;
 }
 
 /** Sends a transaction, waits for it, and prints its hash. */
@@ -207,6 +235,64 @@ const COMMANDS: Record<string, Command> = {
     async run(ctx, v) {
       const bps = parseInteger(str(v.bps), "--bps", 0, 10_000);
       await send(`commission set to ${bps} bps from the next epoch`, contracts(ctx).registry.setCommission(bps));
+    },
+  },
+  claim: {
+    summary: "process a node's finished epochs into rewards its stakers can withdraw (anyone may claim any node)",
+    usage: `claim [--node ADDRESS] [--through EPOCH]
+  --node     the node to claim for (default: the signer's own node)
+  --through  the last epoch to claim (default: the newest claimable one)`,
+    options: { node: { type: "string" }, through: { type: "string" } },
+    async run(ctx, v) {
+      const { distributor } = contracts(ctx);
+      const node = v.node === undefined ? ctx.address : parseAddress(str(v.node), "--node");
+      const next = await distributor.nextEpochOf(node);
+      let through: bigint;
+      if (v.through !== undefined) {
+        through = BigInt(parseInteger(str(v.through), "--through", 0, Number.MAX_SAFE_INTEGER));
+      } else {
+        const last = await lastClaimableEpoch(ctx, node);
+        if (last === undefined)
+          throw new UsageError(`node ${node} has no claimable epoch yet (next unclaimed: ${next})`);
+        through = last;
+      }
+      const reward = await distributor.claim.staticCall(node, through);
+      await send(
+        `claimed epochs ${next} to ${through} for ${node}: ${formatTokens(reward)}`,
+        distributor.claim(node, through),
+      );
+    },
+  },
+  rewards: {
+    summary: "show what you can withdraw from a node, and its unclaimed epochs",
+    usage: `rewards [--node ADDRESS]   (default: the signer's own node)`,
+    options: { node: { type: "string" } },
+    async run(ctx, v) {
+      const { distributor, parameters } = contracts(ctx);
+      const node = v.node === undefined ? ctx.address : parseAddress(str(v.node), "--node");
+      const next = await distributor.nextEpochOf(node);
+      const current = await parameters.currentEpoch();
+      console.log(`node          ${node}`);
+      console.log(
+        `withdrawable  ${formatTokens(await distributor.pendingRewards(node, ctx.address))} (for ${ctx.address})`,
+      );
+      console.log(`next epoch    ${next} (current ${current})`);
+      for (let epoch = next; epoch < current && epoch < next + 10n; epoch++) {
+        console.log(
+          `  epoch ${epoch}   ${formatTokens(await distributor.rewardOf(node, epoch))} before commission (preview)`,
+        );
+      }
+    },
+  },
+  "withdraw-rewards": {
+    summary: "withdraw what you earned as a staker of a node (the operator: with its commission)",
+    usage: `withdraw-rewards [--node ADDRESS]   (default: the signer's own node)`,
+    options: { node: { type: "string" } },
+    async run(ctx, v) {
+      const { distributor } = contracts(ctx);
+      const node = v.node === undefined ? ctx.address : parseAddress(str(v.node), "--node");
+      const amount = await distributor.withdrawRewards.staticCall(node);
+      await send(`withdrew ${formatTokens(amount)} of rewards from ${node}`, distributor.withdrawRewards(node));
     },
   },
   status: {

@@ -12,6 +12,8 @@ pragma solidity ^0.8.28;
 ///   [end, end + SettlementWindow)            active guardians submit batches for E
 ///   [end + ForcedInclusionDelay, same end)   an edge node may also submit a batch of its own bills (forced inclusion)
 ///   from end + SettlementWindow              E is closed; its totals are final for rewards
+/// and once the reward distributor has fixed E's terms (a claim reached it), E stays closed even if governance later
+/// lengthens the settlement window.
 interface IRelayRollup {
     /// @notice One node slot of a batch. `node` 0 marks a padding slot, which must be all zero.
     struct Slot {
@@ -50,6 +52,10 @@ interface IRelayRollup {
     /// @notice `epoch`'s settlement window closed at `deadline`.
     error RollupWindowClosed(uint64 epoch, uint256 deadline);
 
+    /// @notice The reward distributor has fixed the terms of every epoch before `claimedUntil`, so `epoch`'s totals are
+    /// closed for good, whatever the settlement window says now (a lengthened window must not reopen a paid epoch).
+    error RollupEpochClaimed(uint64 epoch, uint64 claimedUntil);
+
     /// @notice `root` is not a recent identity-tree root.
     error RollupUnknownRoot(uint256 root);
 
@@ -82,6 +88,9 @@ interface IRelayRollup {
 
     /// @notice The number of node slots in a batch (fixed by the circuit).
     function slotsPerBatch() external view returns (uint256);
+
+    /// @notice The reward distributor, whose fixed epochs are closed to settlement.
+    function rewards() external view returns (address);
 
     /// @notice The Groth16 verifier of the batch circuit.
     function verifier() external view returns (address);

@@ -6,6 +6,7 @@ import {IRelayRollup} from "../interfaces/IRelayRollup.sol";
 import {INodeRegistry, NodeRole} from "../interfaces/INodeRegistry.sol";
 import {IDidRegistry} from "../interfaces/IDidRegistry.sol";
 import {IProtocolParameters, Parameter} from "../interfaces/IProtocolParameters.sol";
+import {IRewardDistributor} from "../interfaces/IRewardDistributor.sol";
 
 /// @title RelayRollup
 /// @notice See IRelayRollup.
@@ -29,6 +30,7 @@ contract RelayRollup is IRelayRollup {
     IProtocolParameters private immutable _parameters;
     INodeRegistry private immutable _registry;
     IDidRegistry private immutable _identities;
+    IRewardDistributor private immutable _rewards;
     address private immutable _verifier;
     bytes4 private immutable _verifySelector;
     uint256 private immutable _slots;
@@ -40,18 +42,21 @@ contract RelayRollup is IRelayRollup {
     /// @param parameters_ Epoch clock and windows.
     /// @param registry_ Node roles, activity and jail.
     /// @param identities_ The DID registry, whose recent identity-tree roots batches are proven against.
+    /// @param rewards_ The reward distributor (its address may be fixed before it is deployed).
     /// @param verifier_ The generated Groth16 verifier of the batch circuit.
     /// @param slots_ Node slots per batch: the circuit's SLOTS.
     constructor(
         IProtocolParameters parameters_,
         INodeRegistry registry_,
         IDidRegistry identities_,
+        IRewardDistributor rewards_,
         address verifier_,
         uint256 slots_
     ) {
         _parameters = parameters_;
         _registry = registry_;
         _identities = identities_;
+        _rewards = rewards_;
         _verifier = verifier_;
         _slots = slots_;
         _verifySelector = bytes4(
@@ -103,6 +108,11 @@ contract RelayRollup is IRelayRollup {
     }
 
     /// @inheritdoc IRelayRollup
+    function rewards() external view returns (address) {
+        return address(_rewards);
+    }
+
+    /// @inheritdoc IRelayRollup
     function verifier() external view returns (address) {
         return _verifier;
     }
@@ -151,6 +161,8 @@ contract RelayRollup is IRelayRollup {
         if (block.timestamp < end) revert RollupEpochNotEnded(epoch, end);
         uint256 deadline = end + _parameters.get(Parameter.SettlementWindow);
         if (block.timestamp >= deadline) revert RollupWindowClosed(epoch, deadline);
+        uint64 claimedUntil = _rewards.fixedUntil();
+        if (epoch < claimedUntil) revert RollupEpochClaimed(epoch, claimedUntil);
 
         (NodeRole role, ) = _registry.nodeStatus(msg.sender);
         if (role == NodeRole.Guardian && _registry.isActive(msg.sender)) return false;

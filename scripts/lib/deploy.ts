@@ -282,6 +282,7 @@ export async function deployProtocol(
     await parameters.getAddress(),
     await registry.getAddress(),
     await didRegistry.getAddress(),
+    distributorAddress, // settled epochs close for good once the distributor has fixed them
     verifier,
     slots,
   );

@@ -5,6 +5,7 @@ import { keccak256, toUtf8Bytes, getBytes } from "ethers";
 import { didDocument, rollupFixture } from "../fixtures/rollup";
 import { billKeyOf, nodeIdFromAddress } from "../../sdk/bill/bill";
 import { RELAY_BATCH_TEST_PARAMS } from "../../sdk/bill/batchInput";
+import { parameterIndex } from "../../sdk/chain/protocol";
 import type { RollupSlot, SolidityProof } from "../../sdk/bill/prove";
 
 const ZERO = "0x0000000000000000000000000000000000000000";
@@ -118,6 +119,22 @@ describe("RelayRollup", () => {
       await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, first.slots, first.proof))
         .to.be.revertedWithCustomError(rollup, "RollupWindowClosed")
         .withArgs(epoch, deadline);
+    });
+
+    it("keeps an epoch closed once rewards have fixed it, even after governance lengthens the settlement window", async () => {
+      const { rollup, parameters, distributor, timelock, guardian, edgeA, epoch, tree, first } =
+        await loadFixture(rollupFixture);
+      await time.increaseTo(await rollup.settlementDeadline(epoch));
+      await distributor.claim(edgeA.address, epoch);
+      expect(await distributor.fixedUntil()).to.equal(epoch + 1n);
+      await impersonateAccount(await timelock.getAddress());
+      await setBalance(await timelock.getAddress(), 10n ** 18n);
+      const asTimelock = await ethers.getSigner(await timelock.getAddress());
+      await parameters.connect(asTimelock).setParameter(parameterIndex("SettlementWindow"), 3_600n);
+      expect(await rollup.isFinal(epoch)).to.equal(false); // the window alone would reopen it
+      await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, first.slots, first.proof))
+        .to.be.revertedWithCustomError(rollup, "RollupEpochClaimed")
+        .withArgs(epoch, epoch + 1n);
     });
 
     it("refuses anyone but an active guardian before the forced-inclusion delay", async () => {
@@ -234,9 +251,10 @@ describe("RelayRollup", () => {
         .withArgs(12345n);
     });
 
-    it("is wired to the generated verifier with the circuit's slot count", async () => {
-      const { rollup, verifier } = await loadFixture(rollupFixture);
+    it("is wired to the generated verifier with the circuit's slot count, and to the reward distributor", async () => {
+      const { rollup, verifier, distributor } = await loadFixture(rollupFixture);
       expect(await rollup.verifier()).to.equal(verifier);
+      expect(await rollup.rewards()).to.equal(await distributor.getAddress());
       expect(await rollup.slotsPerBatch()).to.equal(BigInt(RELAY_BATCH_TEST_PARAMS.slots));
     });
   });

@@ -55,6 +55,23 @@ describe("devnet and operator commands, through a real JSON-RPC endpoint on 127.
     common = ["--rpc", rpc, "--deployment", deploymentFile];
   });
 
+  /** `register` for development account 6 as an edge node on port 4010, staking `stake` tokens. */
+  const registerAccount6 = (stake: string, ...extra: string[]) => [
+    "register",
+    ...common,
+    "--account",
+    "6",
+    "--role",
+    "edge",
+    "--peer-id",
+    "12D3KooWTest",
+    "--addr",
+    "/ip4/127.0.0.1/tcp/4010",
+    "--stake",
+    stake,
+    ...extra,
+  ];
+
   after(async () => {
     await server.close();
     await ethers.provider.send("evm_revert", [snapshot]);
@@ -97,20 +114,7 @@ describe("devnet and operator commands, through a real JSON-RPC endpoint on 127.
   });
 
   it("decodes a refused registration into the custom error with how much stake is missing", async () => {
-    const { code, out } = await run(
-      "register",
-      ...common,
-      "--account",
-      "6",
-      "--role",
-      "edge",
-      "--peer-id",
-      "12D3KooWTest",
-      "--addr",
-      "/ip4/127.0.0.1/tcp/4010",
-      "--stake",
-      "500",
-    );
+    const { code, out } = await run(...registerAccount6("500"));
     expect(code).to.equal(1);
     expect(out).to.match(
       /StakingInsufficientStake\(operator=0x[0-9a-fA-F]{40}, stake=500000000000000000000, minimum=1000000000000000000000, missing=500000000000000000000\)/,
@@ -118,22 +122,7 @@ describe("devnet and operator commands, through a real JSON-RPC endpoint on 127.
   });
 
   it("registers a node, approving the registry first, and prints the transaction hashes", async () => {
-    const { code, out } = await run(
-      "register",
-      ...common,
-      "--account",
-      "6",
-      "--role",
-      "edge",
-      "--peer-id",
-      "12D3KooWTest",
-      "--addr",
-      "/ip4/127.0.0.1/tcp/4010",
-      "--stake",
-      "1000",
-      "--commission",
-      "300",
-    );
+    const { code, out } = await run(...registerAccount6("1000", "--commission", "300"));
     expect(code, out).to.equal(0);
     expect(out).to.match(/approve .* tx 0x[0-9a-f]{64}/);
     expect(out).to.match(/registered edge node .* tx 0x[0-9a-f]{64}/);
@@ -185,6 +174,25 @@ describe("devnet and operator commands, through a real JSON-RPC endpoint on 127.
     expect(code).to.equal(0);
     expect(out.split("\n")).to.have.length(4);
     expect(out).to.contain("/ip4/127.0.0.1/tcp/4010");
+  });
+
+  it("claims a node's finished epochs, shows its rewards, and explains when there is nothing to withdraw", async () => {
+    // Past epoch 0's end and its settlement window (local: 600 s epochs, 300 s window).
+    await ethers.provider.send("evm_increaseTime", [1_200]);
+    await ethers.provider.send("evm_mine", []);
+    const claim = await run("claim", ...common, "--account", "1");
+    expect(claim.code, claim.out).to.equal(0);
+    expect(claim.out).to.match(/claimed epochs 0 to \d+ for 0x[0-9a-fA-F]{40}: 0\.0 SEND: tx 0x[0-9a-f]{64}/);
+    const next = await contracts.distributor.nextEpochOf(firstEdge);
+    expect(next).to.be.greaterThan(0n);
+    const again = await run("claim", ...common, "--account", "1");
+    expect(again.code).to.equal(2);
+    expect(again.out).to.contain(`has no claimable epoch yet (next unclaimed: ${next})`);
+    const rewards = await run("rewards", ...common, "--account", "1");
+    expect(rewards.out).to.contain(`next epoch    ${next}`);
+    const withdraw = await run("withdraw-rewards", ...common, "--account", "1");
+    expect(withdraw.code).to.equal(1);
+    expect(withdraw.out).to.contain("RewardsNothingToWithdraw");
   });
 
   it("says no chain answers, with exit code 2, when the endpoint is down", async () => {

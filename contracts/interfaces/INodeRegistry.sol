@@ -235,6 +235,12 @@ interface INodeRegistry {
     /// @notice The tokens an unbonding is worth now (after slashes).
     function unbondingValue(Unbonding calldata entry) external view returns (uint256);
 
+    /// @notice How many nodes of `role` hold stake, active or not (the list `activeNodes` pages over).
+    function stakedNodeCount(NodeRole role) external view returns (uint256);
+
+    /// @notice The node at `index` of that list and whether it is active now: a cheap read for on-chain draws.
+    function stakedNodeAt(NodeRole role, uint256 index) external view returns (address operator, bool active);
+
     /// @notice A page of the nodes of `role` that hold stake: those in `[offset, offset + limit)` that are active now.
     /// @return nodes The active nodes in the page.
     /// @return total How many nodes of `role` hold stake, active or not: page until `offset >= total`.

@@ -396,7 +396,7 @@ contract Slashing is ISlashing, EIP712 {
     /// docs/SLASHING.md for what a flagger can and cannot steer.
     function _drawReviewers(uint256 flagId, address flagger) private view returns (address[] memory drawn) {
         uint256 wanted = _parameters.get(Parameter.ReviewerCount);
-        (, uint256 total) = _registry.activeNodes(NodeRole.Watchdog, 0, 0);
+        uint256 total = _registry.stakedNodeCount(NodeRole.Watchdog);
         drawn = new address[](wanted);
         uint256[] memory order = new uint256[](total);
         uint256 found;
@@ -406,8 +406,8 @@ contract Slashing is ISlashing, EIP712 {
             uint256 index = order[pick] == 0 ? pick : order[pick] - 1;
             --remaining;
             order[pick] = (order[remaining] == 0 ? remaining : order[remaining] - 1) + 1;
-            (INodeRegistry.NodeView[] memory page, ) = _registry.activeNodes(NodeRole.Watchdog, index, 1);
-            if (page.length == 1 && page[0].operator != flagger) drawn[found++] = page[0].operator;
+            (address watchdog, bool active) = _registry.stakedNodeAt(NodeRole.Watchdog, index);
+            if (active && watchdog != flagger) drawn[found++] = watchdog;
         }
         if (found == 0) revert SlashingNoReviewers(flagger, total);
         // Trim the unused tail: fewer watchdogs were available than wanted.

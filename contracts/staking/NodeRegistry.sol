@@ -384,6 +384,17 @@ contract NodeRegistry is INodeRegistry, Ownable {
     }
 
     /// @inheritdoc INodeRegistry
+    function stakedNodeCount(NodeRole role) external view returns (uint256) {
+        return _staked[role].length();
+    }
+
+    /// @inheritdoc INodeRegistry
+    function stakedNodeAt(NodeRole role, uint256 index) external view returns (address operator, bool active) {
+        operator = _staked[role].at(index);
+        active = isActive(operator);
+    }
+
+    /// @inheritdoc INodeRegistry
     function activeNodes(
         NodeRole role,
         uint256 offset,

@@ -1088,6 +1088,19 @@ describe("NodeRegistry", () => {
       ]);
     });
 
+    it("reads the same list one entry at a time, with each node's activity, for on-chain draws", async () => {
+      const f = await loadFixture(stakingFixture);
+      const { registry, opA, opB, slasher } = f;
+      await registerNode(f, opA);
+      await registerNode(f, opB, NodeRole.Edge, 3_000n * TOKEN);
+      await (await registry.connect(slasher).slash(opB.address, 10, true)).wait(); // jailed
+      expect(await registry.stakedNodeCount(NodeRole.Edge)).to.equal(2n);
+      expect(await registry.stakedNodeCount(NodeRole.Watchdog)).to.equal(0n);
+      expect(await registry.stakedNodeAt(NodeRole.Edge, 0)).to.deep.equal([opA.address, true]);
+      expect(await registry.stakedNodeAt(NodeRole.Edge, 1)).to.deep.equal([opB.address, false]);
+      await expect(registry.stakedNodeAt(NodeRole.Edge, 2)).to.be.revertedWithPanic(0x32);
+    });
+
     it("returns each listed node's full view", async () => {
       const f = await loadFixture(stakingFixture);
       const { registry, opA } = f;

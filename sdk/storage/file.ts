@@ -2,9 +2,10 @@
  * A StorageAdapter on the file system: one file per key in one directory.
  *
  * Names: a key's UTF-8 bytes in lower-case hex, plus ".v" (keys are printable ASCII of at most
- * MAX_STORAGE_KEY_BYTES bytes, so a name is at most 242 bytes). Hex keeps any key safe as a file name on every file
- * system (no "/", "..", case folding or reserved names), and a byte prefix of a key is a hex prefix of its name, so
- * `list` filters names without decoding all of them.
+ * MAX_STORAGE_KEY_BYTES bytes, so a name is at most 242 bytes); temporary files are ".tmp-" and 24 random hex
+ * digits, whatever the key. Hex keeps any key safe as a file name on every file system (no "/", "..", case folding
+ * or reserved names), and a byte prefix of a key is a hex prefix of its name, so `list` filters names without
+ * decoding all of them.
  *
  * Writes are atomic: the value goes to a fresh temporary file in the same directory, which is flushed (fsync) and
  * then renamed over the key's file, and the directory is flushed. A crash at any point leaves either the old value
@@ -14,13 +15,7 @@ import { randomBytes } from "node:crypto";
 import { promises as fs } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import path from "node:path";
-import {
-  StorageError,
-  checkStorageKey,
-  checkStoragePrefix,
-  checkStorageValue,
-  type StorageAdapter,
-} from "./adapter";
+import { StorageError, checkStorageKey, checkStoragePrefix, checkStorageValue, type StorageAdapter } from "./adapter";
 
 const VALUE_SUFFIX = ".v";
 const TEMP_PREFIX = ".tmp-";
@@ -88,7 +83,7 @@ export class FileStorage implements StorageAdapter {
   async put(key: string, value: Uint8Array): Promise<void> {
     const name = fileName(checkStorageKey(key, "FileStorage.put"));
     checkStorageValue(value, "FileStorage.put");
-    const temp = path.join(this.directory, `${TEMP_PREFIX}${randomBytes(8).toString("hex")}-${name}`);
+    const temp = path.join(this.directory, `${TEMP_PREFIX}${randomBytes(12).toString("hex")}`);
     try {
       const handle = await fs.open(temp, "wx", 0o600);
       try {

@@ -21,7 +21,8 @@ export const PREKEYS_PROTOCOL = "/sending/prekeys/1.0.0";
 export const BILLS_PROTOCOL = "/sending/bills/1.0.0";
 
 /** The protocol ids this module frames. */
-export type ProtocolId = typeof RELAY_PROTOCOL | typeof INBOX_PROTOCOL | typeof PREKEYS_PROTOCOL | typeof BILLS_PROTOCOL;
+export type ProtocolId =
+  typeof RELAY_PROTOCOL | typeof INBOX_PROTOCOL | typeof PREKEYS_PROTOCOL | typeof BILLS_PROTOCOL;
 
 /** Bytes of the length prefix. */
 export const LENGTH_PREFIX_BYTES = 4;
@@ -45,6 +46,8 @@ export const MAX_FRAME_BYTES: Readonly<Record<ProtocolId, number>> = {
   [BILLS_PROTOCOL]: BILLS_MAX_FRAME_BYTES,
 };
 
+/** Type byte of a relay frame: its body is one layered packet of exactly PACKET_BYTES (sdk/wire/onion.ts). */
+export const RELAY_PACKET_TYPE = 0x01;
 /** Type byte of the error answer, reserved in every protocol. */
 export const ERROR_FRAME_TYPE = 0xff;
 /** Longest error message in UTF-8 bytes: enough for a sentence, too short to be a channel for anything else. */

@@ -195,7 +195,7 @@ export function wrapPacket(
   plain.set(payload, HEADER_BYTES);
   const padStart = HEADER_BYTES + payload.length;
   plain.set(random(BODY_BYTES - padStart), padStart);
-  let body = plain;
+  let body: Uint8Array = plain;
   xorInto(body, streams[n - 1]);
   body.set(filler, BODY_BYTES - filler.length);
   let mac = layerMac(keys[n - 1].macKey, body);
@@ -224,9 +224,10 @@ function allZero(bytes: Uint8Array): boolean {
 /**
  * Peels one layer with this node's X25519 relay secret key: {forward: next peer id, packet} to send on, or
  * {deliver: recipient id, payload} at the exit. Throws OnionError for a packet of the wrong size, a MAC that does not
- * verify (tampered, or for another key), or a malformed header.
+ * verify (tampered, or for another key), or a malformed header. A node passes its relay public key too, to save
+ * the scalar multiplication that would derive it on every packet.
  */
-export function peel(packet: Uint8Array, relayPrivateKey: Uint8Array): PeelResult {
+export function peel(packet: Uint8Array, relayPrivateKey: Uint8Array, relayPublicKey?: Uint8Array): PeelResult {
   if (!(packet instanceof Uint8Array) || packet.length !== PACKET_BYTES) {
     throw new OnionError(
       "ONION_BAD_SIZE",
@@ -245,7 +246,10 @@ export function peel(packet: Uint8Array, relayPrivateKey: Uint8Array): PeelResul
   } catch {
     throw new OnionError("ONION_BAD_MAC", "peel: ephemeral key of low order");
   }
-  const keys = layerKeys(shared, epk, x25519.getPublicKey(relayPrivateKey));
+  if (relayPublicKey !== undefined && (!(relayPublicKey instanceof Uint8Array) || relayPublicKey.length !== 32)) {
+    throw new OnionError("ONION_BAD_KEY", "peel: expected a 32-byte X25519 relay public key");
+  }
+  const keys = layerKeys(shared, epk, relayPublicKey ?? x25519.getPublicKey(relayPrivateKey));
   if (!bytesEqual(layerMac(keys.macKey, body), mac)) {
     throw new OnionError("ONION_BAD_MAC", "peel: MAC does not verify (tampered, or not for this relay key)");
   }

@@ -1,0 +1,311 @@
+import { expect } from "chai";
+import fc from "fast-check";
+import { randomBytes } from "node:crypto";
+import { signBill, type SignedBill } from "../../sdk/bill/bill";
+import {
+  generateIdentityKeyPair,
+  generateOneTimePrekeys,
+  generateSignedPrekey,
+  identityPublicKey,
+  prekeyBundle,
+} from "../../sdk/crypto/x3dh";
+import {
+  FrameDecoder,
+  INBOX_MAX_FRAME_BYTES,
+  MAX_FRAME_BYTES,
+  PREKEYS_PROTOCOL,
+  encodeFrame,
+} from "../../sdk/wire/frame";
+import {
+  BillsType,
+  INBOX_MAX_BATCH,
+  InboxType,
+  MAX_BILLS_PER_SUBMISSION,
+  MAX_ONE_TIME_PREKEYS,
+  MessageError,
+  PrekeysType,
+  REQUEST_WINDOW_MS,
+  checkInboxRequest,
+  checkPublishPrekeys,
+  encodeBillsMessage,
+  encodeInboxMessage,
+  encodePrekeysMessage,
+  parseBillsMessage,
+  parseInboxMessage,
+  parsePrekeysMessage,
+  signInboxRequest,
+  signPublishPrekeys,
+  type BillsMessage,
+  type FetchMessage,
+  type InboxMessage,
+  type ListMessage,
+  type PrekeysMessage,
+} from "../../sdk/wire/messages";
+import { MAX_PAYLOAD_BYTES } from "../../sdk/wire/onion";
+import { BILLS_MAX_FRAME_BYTES } from "../../sdk/wire/frame";
+
+const bytes = (n: number) => Uint8Array.from(randomBytes(n));
+const NODE = new Uint8Array(38).fill(0x11);
+const OTHER_NODE = new Uint8Array(38).fill(0x22);
+const RECIPIENT = new Uint8Array(32).fill(0xee);
+const NOW = 1_790_000_000_000;
+
+function expectMessageError(fn: () => unknown, code: string, mentions?: string): void {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).to.be.instanceOf(MessageError);
+    expect((e as MessageError).code).to.equal(code);
+    if (mentions !== undefined) expect((e as Error).message).to.contain(mentions);
+    return;
+  }
+  expect.fail(`expected MessageError ${code}`);
+}
+
+const identity = generateIdentityKeyPair();
+const signedPrekey = generateSignedPrekey(identity, 7);
+const oneTime = generateOneTimePrekeys(100, 3);
+const bill: SignedBill = signBill(bytes(32), { nodeId: 0xbeefn, epoch: 7n, messageCount: 12n, byteCount: 3400n });
+
+function inboxSamples(): InboxMessage[] {
+  const base = { recipientId: RECIPIENT, timestamp: NOW, nonce: bytes(16) };
+  return [
+    { type: InboxType.STORE, recipientId: RECIPIENT, messageId: bytes(16), ttlSeconds: 86_400, envelope: bytes(300) },
+    { type: InboxType.STORED, messageId: bytes(16) },
+    signInboxRequest(NODE, { type: InboxType.FETCH, ...base, limit: INBOX_MAX_BATCH }, identity.signing.secretKey),
+    signInboxRequest(NODE, { type: InboxType.LIST, ...base, limit: 100 }, identity.signing.secretKey),
+    signInboxRequest(
+      NODE,
+      { type: InboxType.ACK, ...base, messageIds: [bytes(16), bytes(16)] },
+      identity.signing.secretKey,
+    ),
+    {
+      type: InboxType.MESSAGES,
+      messages: [
+        { messageId: bytes(16), storedAt: NOW - 5000, envelope: bytes(1) },
+        { messageId: bytes(16), storedAt: NOW, envelope: bytes(MAX_PAYLOAD_BYTES) },
+      ],
+    },
+    { type: InboxType.MESSAGES, messages: [] },
+    { type: InboxType.ACKED, deleted: 2 },
+    { type: InboxType.LISTING, entries: [{ messageId: bytes(16), storedAt: NOW, size: 1234 }] },
+  ];
+}
+
+function prekeysSamples(): PrekeysMessage[] {
+  const publish = signPublishPrekeys(
+    NODE,
+    {
+      type: PrekeysType.PUBLISH,
+      recipientId: RECIPIENT,
+      timestamp: NOW,
+      nonce: bytes(16),
+      identity: identityPublicKey(identity),
+      signedPrekey: {
+        id: signedPrekey.id,
+        publicKey: signedPrekey.keyPair.publicKey,
+        signature: signedPrekey.signature,
+      },
+      oneTimePrekeys: oneTime.map((p) => ({ id: p.id, publicKey: p.keyPair.publicKey })),
+    },
+    identity.signing.secretKey,
+  );
+  return [
+    publish,
+    { type: PrekeysType.PUBLISHED, oneTimePrekeysHeld: 3 },
+    { type: PrekeysType.FETCH_BUNDLE, recipientId: RECIPIENT },
+    { type: PrekeysType.BUNDLE, bundle: prekeyBundle(identity, signedPrekey, oneTime[0]) },
+    { type: PrekeysType.BUNDLE, bundle: prekeyBundle(identity, signedPrekey) },
+  ];
+}
+
+const billsSamples = (): BillsMessage[] => [
+  { type: BillsType.SUBMIT, bills: [bill, bill] },
+  { type: BillsType.ACCEPTED, accepted: 2 },
+];
+
+describe("sdk/wire messages: inbox, prekeys and bills bodies", () => {
+  it("round-trips every inbox message type", () => {
+    for (const m of inboxSamples()) {
+      const { type, body } = encodeInboxMessage(m);
+      expect(parseInboxMessage(type, body)).to.deep.equal(m);
+    }
+  });
+
+  it("round-trips every prekeys and bills message type", () => {
+    for (const m of prekeysSamples()) {
+      const { type, body } = encodePrekeysMessage(m);
+      expect(parsePrekeysMessage(type, body)).to.deep.equal(m);
+    }
+    for (const m of billsSamples()) {
+      const { type, body } = encodeBillsMessage(m);
+      expect(parseBillsMessage(type, body)).to.deep.equal(m);
+    }
+  });
+
+  it("fits the largest fetch answer, prekey publication and bill hand-over in their protocols' frame limits", () => {
+    const full = encodeInboxMessage({
+      type: InboxType.MESSAGES,
+      messages: Array.from({ length: INBOX_MAX_BATCH }, () => ({
+        messageId: bytes(16),
+        storedAt: NOW,
+        envelope: bytes(MAX_PAYLOAD_BYTES),
+      })),
+    });
+    expect(encodeFrame(full.type, full.body, INBOX_MAX_FRAME_BYTES).length).to.equal(
+      4 + 1 + 1 + INBOX_MAX_BATCH * (16 + 8 + 2 + MAX_PAYLOAD_BYTES),
+    );
+    const [publish] = prekeysSamples();
+    const many = encodePrekeysMessage({
+      ...(publish as Extract<PrekeysMessage, { type: 1 }>),
+      oneTimePrekeys: Array.from({ length: MAX_ONE_TIME_PREKEYS }, (_, id) => ({ id, publicKey: bytes(32) })),
+    });
+    encodeFrame(many.type, many.body, MAX_FRAME_BYTES[PREKEYS_PROTOCOL]);
+    const bills = encodeBillsMessage({ type: BillsType.SUBMIT, bills: Array(MAX_BILLS_PER_SUBMISSION).fill(bill) });
+    encodeFrame(bills.type, bills.body, BILLS_MAX_FRAME_BYTES);
+  });
+
+  it("accepts a fetch signed by the recipient for this node, within the window", () => {
+    const fetch = inboxSamples()[2] as Extract<InboxMessage, { type: 3 }>;
+    const parsed = parseInboxMessage(fetch.type, encodeInboxMessage(fetch).body) as typeof fetch;
+    expect(checkInboxRequest(NODE, parsed, identity.signing.publicKey, NOW + 1000)).to.equal("ok");
+  });
+
+  it("refuses a fetch replayed to another home node, signed by another key, altered, or out of the window", () => {
+    const [, , fetch, , ack] = inboxSamples() as Extract<InboxMessage, { type: 3 | 5 }>[];
+    const signingKey = identity.signing.publicKey;
+    expect(checkInboxRequest(OTHER_NODE, fetch, signingKey, NOW)).to.equal("bad-signature");
+    expect(checkInboxRequest(NODE, fetch, generateIdentityKeyPair().signing.publicKey, NOW)).to.equal("bad-signature");
+    expect(checkInboxRequest(NODE, { ...fetch, limit: 1 } as typeof fetch, signingKey, NOW)).to.equal("bad-signature");
+    expect(checkInboxRequest(NODE, { ...fetch, timestamp: NOW + 1 }, signingKey, NOW)).to.equal("bad-signature");
+    expect(checkInboxRequest(NODE, fetch, signingKey, NOW + REQUEST_WINDOW_MS + 1)).to.equal("stale");
+    expect(checkInboxRequest(NODE, fetch, signingKey, NOW - REQUEST_WINDOW_MS - 1)).to.equal("stale");
+    // An ack's signature covers the ids it deletes.
+    const ids = (ack as Extract<InboxMessage, { type: 5 }>).messageIds;
+    expect(checkInboxRequest(NODE, ack, signingKey, NOW)).to.equal("ok");
+    const swapped = { ...ack, messageIds: [ids[1], ids[0]] } as typeof ack;
+    expect(checkInboxRequest(NODE, swapped, signingKey, NOW)).to.equal("bad-signature");
+    // A fetch signature is not a list signature.
+    const fetchRequest = fetch as FetchMessage;
+    const asList: ListMessage = { ...fetchRequest, type: InboxType.LIST };
+    expect(checkInboxRequest(NODE, asList, signingKey, NOW)).to.equal("bad-signature");
+  });
+
+  it("checks a prekey publication's signature by the identity it carries, for this node only", () => {
+    const publish = prekeysSamples()[0] as Extract<PrekeysMessage, { type: 1 }>;
+    expect(checkPublishPrekeys(NODE, publish, NOW)).to.equal("ok");
+    expect(checkPublishPrekeys(OTHER_NODE, publish, NOW)).to.equal("bad-signature");
+    const injected = { ...publish, oneTimePrekeys: [...publish.oneTimePrekeys, { id: 9, publicKey: bytes(32) }] };
+    expect(checkPublishPrekeys(NODE, injected, NOW)).to.equal("bad-signature");
+    expect(checkPublishPrekeys(NODE, publish, NOW + REQUEST_WINDOW_MS + 1)).to.equal("stale");
+  });
+
+  it("rejects unknown types, truncation, trailing bytes and out-of-range counts, naming what was expected", () => {
+    expectMessageError(() => parseInboxMessage(0x09, new Uint8Array(0)), "MESSAGE_UNKNOWN_TYPE", "inbox type");
+    expectMessageError(() => parsePrekeysMessage(0xff, new Uint8Array(0)), "MESSAGE_UNKNOWN_TYPE", "prekeys type");
+    expectMessageError(() => parseBillsMessage(0, new Uint8Array(0)), "MESSAGE_UNKNOWN_TYPE", "bills type");
+    const stored = encodeInboxMessage(inboxSamples()[1]);
+    expectMessageError(
+      () => parseInboxMessage(stored.type, stored.body.subarray(1)),
+      "MESSAGE_MALFORMED",
+      "message id",
+    );
+    const trailing = new Uint8Array([...stored.body, 0]);
+    expectMessageError(() => parseInboxMessage(stored.type, trailing), "MESSAGE_MALFORMED", "expected end of input");
+    expectMessageError(() => parseInboxMessage(InboxType.MESSAGES, Uint8Array.of(17)), "MESSAGE_MALFORMED", "count");
+    expectMessageError(() => parseInboxMessage(InboxType.STORE, Uint8Array.of(0)), "MESSAGE_MALFORMED", "recipient");
+    expectMessageError(() => parseBillsMessage(BillsType.SUBMIT, Uint8Array.of(0)), "MESSAGE_MALFORMED", "bill count");
+    const submit = encodeBillsMessage(billsSamples()[0]);
+    const badBill = submit.body.slice();
+    badBill[1] = 9; // version byte of the first bill
+    expectMessageError(() => parseBillsMessage(BillsType.SUBMIT, badBill), "MESSAGE_MALFORMED", "bill 0");
+    const bundle = encodePrekeysMessage(prekeysSamples()[4]);
+    const badFlag = bundle.body.slice();
+    badFlag[badFlag.length - 1] = 2;
+    expectMessageError(() => parsePrekeysMessage(bundle.type, badFlag), "MESSAGE_MALFORMED", "flag");
+  });
+
+  it("refuses to encode values outside the format with a typed error", () => {
+    expectMessageError(
+      () => encodeInboxMessage({ type: InboxType.STORED, messageId: bytes(15) }),
+      "MESSAGE_BAD_ARGUMENT",
+      "message id",
+    );
+    expectMessageError(
+      () =>
+        encodeInboxMessage({
+          type: InboxType.STORE,
+          recipientId: RECIPIENT,
+          messageId: bytes(16),
+          ttlSeconds: 60,
+          envelope: bytes(MAX_PAYLOAD_BYTES + 1),
+        }),
+      "MESSAGE_BAD_ARGUMENT",
+      "envelope",
+    );
+    expectMessageError(
+      () => encodeBillsMessage({ type: BillsType.SUBMIT, bills: Array(MAX_BILLS_PER_SUBMISSION + 1).fill(bill) }),
+      "MESSAGE_BAD_ARGUMENT",
+    );
+  });
+
+  it("fuzz: 10,000 random and mutated bodies only ever raise MessageError; untouched ones round-trip", function () {
+    this.timeout(120_000);
+    const parsers = [
+      { parse: parseInboxMessage, encode: encodeInboxMessage },
+      { parse: parsePrekeysMessage, encode: encodePrekeysMessage },
+      { parse: parseBillsMessage, encode: encodeBillsMessage },
+    ] as const;
+    const encoded = [
+      inboxSamples().map((m) => encodeInboxMessage(m)),
+      prekeysSamples().map((m) => encodePrekeysMessage(m)),
+      billsSamples().map((m) => encodeBillsMessage(m)),
+    ];
+    const caseArb = fc.record({
+      protocol: fc.nat(2),
+      sample: fc.nat(),
+      type: fc.option(fc.nat(255), { nil: undefined }),
+      mutation: fc.oneof(
+        fc.constant<{ kind: "none" }>({ kind: "none" }),
+        fc.record({ kind: fc.constant<"random">("random"), body: fc.uint8Array({ maxLength: 600 }) }),
+        fc.record({
+          kind: fc.constant<"flip">("flip"),
+          flips: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 255 })), { minLength: 1, maxLength: 3 }),
+        }),
+        fc.record({ kind: fc.constant<"cut">("cut"), at: fc.nat() }),
+        fc.record({ kind: fc.constant<"append">("append"), extra: fc.uint8Array({ minLength: 1, maxLength: 8 }) }),
+      ),
+    });
+    fc.assert(
+      fc.property(caseArb, ({ protocol, sample, type, mutation }) => {
+        const list = encoded[protocol];
+        const base = list[sample % list.length];
+        let body = base.body.slice();
+        if (mutation.kind === "random") body = mutation.body;
+        if (mutation.kind === "flip") for (const [at, x] of mutation.flips) body[at % body.length] ^= x;
+        if (mutation.kind === "cut") body = body.subarray(0, mutation.at % (body.length + 1));
+        if (mutation.kind === "append") body = new Uint8Array([...body, ...mutation.extra]);
+        const frameType = type ?? base.type;
+        const parse = parsers[protocol].parse as (t: number, b: Uint8Array) => unknown;
+        let parsed: unknown;
+        try {
+          parsed = parse(frameType, body);
+        } catch (e) {
+          return e instanceof MessageError;
+        }
+        // Whatever parses re-encodes to exactly the bytes it came from: one encoding per value.
+        const encode = parsers[protocol].encode as (m: unknown) => { type: number; body: Uint8Array };
+        const again = encode(parsed);
+        return again.type === frameType && Buffer.from(again.body).equals(Buffer.from(body));
+      }),
+      { numRuns: 10_000 },
+    );
+  });
+
+  it("is reachable through the frame decoder: a framed body parses to the same message", () => {
+    const m = inboxSamples()[0];
+    const { type, body } = encodeInboxMessage(m);
+    const [frame] = new FrameDecoder(INBOX_MAX_FRAME_BYTES).push(encodeFrame(type, body, INBOX_MAX_FRAME_BYTES));
+    expect(parseInboxMessage(frame.type, frame.body)).to.deep.equal(m);
+  });
+});

@@ -1,0 +1,179 @@
+import { expect } from "chai";
+import { bytesToHex } from "@noble/hashes/utils.js";
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import type { Stream } from "@libp2p/interface" with { "resolution-mode": "import" };
+import type { Multiaddr } from "@multiformats/multiaddr" with { "resolution-mode": "import" };
+import { NODE_KEY_FILE, RELAY_KEY_FILE, createEdgeHost, type EdgeHost } from "../../node/host";
+import {
+  ERROR_FRAME_TYPE,
+  FrameDecoder,
+  RELAY_MAX_FRAME_BYTES,
+  RELAY_PACKET_TYPE,
+  RELAY_PROTOCOL,
+  WireErrorCode,
+  encodeFrame,
+  parseErrorAnswer,
+  type ErrorAnswer,
+} from "../../sdk/wire/frame";
+import { wrapPacket, type Hop } from "../../sdk/wire/onion";
+
+const RECIPIENT = new Uint8Array(32).fill(0xee);
+const MESSAGE = new TextEncoder().encode("an end-to-end encrypted envelope stands here");
+
+const hopOf = (host: EdgeHost): Hop => ({
+  peerId: host.libp2p.peerId.toMultihash().bytes,
+  relayPublicKey: host.relayPublicKey,
+});
+
+/** Writes `chunks` on a fresh relay stream, closes the write side and returns the error answers read back. */
+async function exchange(sender: EdgeHost, to: EdgeHost, chunks: readonly Uint8Array[]): Promise<ErrorAnswer[]> {
+  const stream: Stream = await sender.libp2p.dialProtocol(to.libp2p.peerId, RELAY_PROTOCOL, {
+    signal: AbortSignal.timeout(5_000),
+  });
+  for (const chunk of chunks) if (!stream.send(chunk)) await stream.onDrain();
+  await stream.close();
+  const decoder = new FrameDecoder(RELAY_MAX_FRAME_BYTES);
+  const answers: ErrorAnswer[] = [];
+  for await (const chunk of stream) {
+    for (const frame of decoder.push(chunk)) {
+      expect(frame.type).to.equal(ERROR_FRAME_TYPE);
+      answers.push(parseErrorAnswer(frame.body));
+    }
+  }
+  decoder.end();
+  return answers;
+}
+
+describe("node/relay: the layered-packet relay on real libp2p hosts", function () {
+  this.timeout(30_000);
+
+  let root: string;
+  let sender: EdgeHost;
+  let entry: EdgeHost;
+  let exit: EdgeHost;
+  const delivered: { recipientId: string; payload: Uint8Array }[] = [];
+
+  before(async () => {
+    root = await mkdtemp(path.join(tmpdir(), "sending-relay-"));
+    exit = await createEdgeHost({
+      dataDir: path.join(root, "exit"),
+      relay: {
+        onDeliver: (recipientId, payload) => void delivered.push({ recipientId: bytesToHex(recipientId), payload }),
+      },
+    });
+    const peers = new Map<string, Multiaddr[]>([[exit.libp2p.peerId.toString(), exit.libp2p.getMultiaddrs()]]);
+    entry = await createEdgeHost({ dataDir: path.join(root, "entry"), relay: { peers } });
+    sender = await createEdgeHost({ dataDir: path.join(root, "sender") });
+    await sender.libp2p.peerStore.merge(entry.libp2p.peerId, { multiaddrs: entry.libp2p.getMultiaddrs() });
+  });
+
+  after(async () => {
+    await Promise.all([sender?.stop(), entry?.stop(), exit?.stop()]);
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it("listens on 127.0.0.1 only by default", () => {
+    for (const host of [sender, entry, exit]) {
+      const addrs = host.libp2p.getMultiaddrs().map((ma) => ma.toString());
+      expect(addrs.length).to.be.greaterThan(0);
+      for (const addr of addrs) expect(addr).to.match(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\//);
+    }
+  });
+
+  it("carries a 2-hop packet from the entry to the exit's onDeliver exactly once", async () => {
+    const packet = wrapPacket([hopOf(entry), hopOf(exit)], RECIPIENT, MESSAGE);
+    const answers = await exchange(sender, entry, [encodeFrame(RELAY_PACKET_TYPE, packet, RELAY_MAX_FRAME_BYTES)]);
+    expect(answers).to.deep.equal([]);
+    await new Promise((resolve) => setTimeout(resolve, 200)); // room for a duplicate to show up
+    expect(delivered).to.have.length(1);
+    expect(delivered[0].recipientId).to.equal(bytesToHex(RECIPIENT));
+    expect(delivered[0].payload).to.deep.equal(MESSAGE);
+  });
+
+  it("lets the entry see only the next hop and the exit only the recipient", () => {
+    const senderId = sender.libp2p.peerId.toString();
+    const entryId = entry.libp2p.peerId.toString();
+    const exitId = exit.libp2p.peerId.toString();
+    expect(entry.relay.hopRecords).to.deep.equal([{ from: senderId, forwardTo: exitId }]);
+    expect(exit.relay.hopRecords).to.deep.equal([{ from: entryId, recipientId: bytesToHex(RECIPIENT) }]);
+    expect(JSON.stringify(entry.relay.hopRecords)).to.not.contain(bytesToHex(RECIPIENT));
+    expect(JSON.stringify(exit.relay.hopRecords)).to.not.contain(senderId);
+  });
+
+  it("refuses a replayed packet", async () => {
+    const packet = wrapPacket([hopOf(entry), hopOf(exit)], RECIPIENT, MESSAGE);
+    const frame = encodeFrame(RELAY_PACKET_TYPE, packet, RELAY_MAX_FRAME_BYTES);
+    expect(await exchange(sender, entry, [frame])).to.deep.equal([]);
+    const answers = await exchange(sender, entry, [frame]);
+    expect(answers.map((a) => a.code)).to.deep.equal([WireErrorCode.REPLAYED]);
+    expect(delivered).to.have.length(2);
+  });
+
+  it("answers bad frames and packets with typed errors on the same stream, then relays the next valid one", async () => {
+    const good = wrapPacket([hopOf(entry), hopOf(exit)], RECIPIENT, MESSAGE);
+    const tampered = good.slice();
+    tampered[100] ^= 1;
+    const answers = await exchange(sender, entry, [
+      encodeFrame(0x42, new Uint8Array(8), RELAY_MAX_FRAME_BYTES), // a type the relay does not define
+      encodeFrame(RELAY_PACKET_TYPE, new Uint8Array(100), RELAY_MAX_FRAME_BYTES), // not a whole packet
+      encodeFrame(RELAY_PACKET_TYPE, tampered, RELAY_MAX_FRAME_BYTES), // MAC fails
+      encodeFrame(RELAY_PACKET_TYPE, good, RELAY_MAX_FRAME_BYTES),
+    ]);
+    expect(answers.map((a) => a.code)).to.deep.equal([
+      WireErrorCode.UNSUPPORTED,
+      WireErrorCode.MALFORMED,
+      WireErrorCode.MALFORMED,
+    ]);
+    expect(delivered).to.have.length(3);
+  });
+
+  it("answers a malformed length prefix, closes that stream, and keeps serving new ones", async () => {
+    const oversize = new Uint8Array(4);
+    new DataView(oversize.buffer).setUint32(0, RELAY_MAX_FRAME_BYTES + 1);
+    expect((await exchange(sender, entry, [oversize, new Uint8Array(64)])).map((a) => a.code)).to.deep.equal([
+      WireErrorCode.TOO_LARGE,
+    ]);
+    expect((await exchange(sender, entry, [new Uint8Array(4)])).map((a) => a.code)).to.deep.equal([
+      WireErrorCode.MALFORMED,
+    ]);
+    expect(
+      (await exchange(sender, entry, [new Uint8Array([0, 0, 0x10, 0x01, 1, 2])])).map((a) => a.code),
+    ).to.deep.equal(
+      [WireErrorCode.MALFORMED], // truncated: the stream ended inside a frame
+    );
+    const packet = wrapPacket([hopOf(entry), hopOf(exit)], RECIPIENT, MESSAGE);
+    expect(
+      await exchange(sender, entry, [encodeFrame(RELAY_PACKET_TYPE, packet, RELAY_MAX_FRAME_BYTES)]),
+    ).to.deep.equal([]);
+    expect(delivered).to.have.length(4);
+  });
+});
+
+describe("node/host: the edge node's keys", function () {
+  this.timeout(30_000);
+
+  it("keeps its peer id and relay key across restarts, in files only the owner can read", async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), "sending-host-"));
+    try {
+      const first = await createEdgeHost({ dataDir });
+      const peerId = first.libp2p.peerId.toString();
+      const relayKey = bytesToHex(first.relayPublicKey);
+      await first.stop();
+      for (const file of [NODE_KEY_FILE, RELAY_KEY_FILE]) {
+        expect((await stat(path.join(dataDir, file))).mode & 0o777).to.equal(0o600);
+      }
+      const second = await createEdgeHost({ dataDir });
+      expect(second.libp2p.peerId.toString()).to.equal(peerId);
+      expect(bytesToHex(second.relayPublicKey)).to.equal(relayKey);
+      await second.stop();
+
+      const other = await createEdgeHost({ dataDir: path.join(dataDir, "other") });
+      expect(other.libp2p.peerId.toString()).to.not.equal(peerId);
+      await other.stop();
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});

@@ -200,6 +200,10 @@ interface INodeRegistry {
     /// @notice The role of `operator`'s node and the time its jail ends (one storage read: for per-slot checks).
     function nodeStatus(address operator) external view returns (NodeRole role, uint64 jailedUntil);
 
+    /// @notice `nodeStatus` and whether the operator still holds self-stake (an operator that unbonded all of it has
+    /// left), in the same single storage read: what settlement checks per slot.
+    function nodeStanding(address operator) external view returns (NodeRole role, uint64 jailedUntil, bool staked);
+
     /// @notice The role of `operator`'s node (`None` if unregistered).
     function roleOf(address operator) external view returns (NodeRole);
 

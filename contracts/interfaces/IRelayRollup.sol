@@ -39,8 +39,10 @@ interface IRelayRollup {
         bool forced
     );
 
-    /// @notice Emitted after `node`'s bound for `epoch` moved from `prevBound` to `newBound`, crediting `work`.
-    event SlotSettled(uint64 indexed epoch, address indexed node, uint256 prevBound, uint256 newBound, uint256 work);
+    /// @notice Emitted after `node`'s bound for `epoch` moved to `newBound`, crediting `work`. The bound it moved from
+    /// is the previous event's `newBound` for the same node and epoch (0 for the first): left out to keep a slot's
+    /// settlement within 30,000 gas.
+    event SlotSettled(uint64 indexed epoch, address indexed node, uint256 newBound, uint256 work);
 
     /// @notice The caller is neither an active guardian nor, after the forced-inclusion delay, an edge node
     /// submitting its own slots.
@@ -65,7 +67,7 @@ interface IRelayRollup {
     /// @notice A padding slot (node 0) at `index` with a nonzero bound or work.
     error RollupPaddingSlotNotEmpty(uint256 index);
 
-    /// @notice `node` is not a registered edge node, or is jailed.
+    /// @notice `node` is not a registered edge node, is jailed, or its operator has left (holds no self-stake).
     error RollupNodeNotEligible(address node);
 
     /// @notice `node`'s previous bound for `epoch` is `expected`; the slot says `given`.

@@ -183,8 +183,9 @@ contract RelayRollup is IRelayRollup {
             if (slot.prevBound != 0 || slot.newBound != 0 || slot.work != 0) revert RollupPaddingSlotNotEmpty(index);
             return 0;
         }
-        (NodeRole role, uint64 jailedUntil) = _registry.nodeStatus(slot.node);
-        if (role != NodeRole.Edge || jailedUntil > block.timestamp) revert RollupNodeNotEligible(slot.node);
+        // One storage read: an edge node, not jailed, whose operator has not left (still holds self-stake).
+        (NodeRole role, uint64 jailedUntil, bool staked) = _registry.nodeStanding(slot.node);
+        if (role != NodeRole.Edge || jailedUntil > block.timestamp || !staked) revert RollupNodeNotEligible(slot.node);
         if (slot.newBound >> 200 != 0) revert RollupBoundTooLarge(slot.newBound);
         if (slot.work >> 56 != 0) revert RollupWorkTooLarge(slot.work);
 
@@ -197,7 +198,7 @@ contract RelayRollup is IRelayRollup {
         // SafeCast still refuses rather than wraps.
         stored.bound = uint200(slot.newBound);
         stored.work = SafeCast.toUint56(uint256(current.work) + slot.work);
-        emit SlotSettled(epoch, slot.node, slot.prevBound, slot.newBound, slot.work);
+        emit SlotSettled(epoch, slot.node, slot.newBound, slot.work);
         return slot.work;
     }
 

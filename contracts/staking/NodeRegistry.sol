@@ -42,6 +42,7 @@ contract NodeRegistry is INodeRegistry, Ownable {
         NodeRole role;
         uint64 jailedUntil;
         address signer;
+        bool staked; // the operator holds self-stake: mirrors membership of `_staked`, in the same slot as role and jail
         string peerId;
         string[] multiaddrs;
         SharePool.Pool bonded;
@@ -333,6 +334,12 @@ contract NodeRegistry is INodeRegistry, Ownable {
     }
 
     /// @inheritdoc INodeRegistry
+    function nodeStanding(address operator) external view returns (NodeRole role, uint64 jailedUntil, bool staked) {
+        Node storage n = _nodes[operator];
+        return (n.role, n.jailedUntil, n.staked);
+    }
+
+    /// @inheritdoc INodeRegistry
     function roleOf(address operator) external view returns (NodeRole) {
         return _nodes[operator].role;
     }
@@ -506,8 +513,10 @@ contract NodeRegistry is INodeRegistry, Ownable {
     /// @dev A node is listed for discovery while its operator holds any self-stake.
     function _updateStakedSet(address operator) private {
         Node storage n = _nodes[operator];
-        if (n.bonded.value(_shares[operator][operator]) == 0) _staked[n.role].remove(operator);
-        else _staked[n.role].add(operator);
+        bool staked = n.bonded.value(_shares[operator][operator]) != 0;
+        if (staked != n.staked) n.staked = staked;
+        if (staked) _staked[n.role].add(operator);
+        else _staked[n.role].remove(operator);
     }
 
     /// @dev The legacy code generator cannot copy a calldata string[] to storage in one assignment.

@@ -36,7 +36,7 @@ describe("RelayRollup", () => {
         .to.emit(rollup, "BatchSettled")
         .withArgs(epoch, guardian.address, tree.root, 1_047n, false)
         .and.to.emit(rollup, "SlotSettled")
-        .withArgs(epoch, edgeA.address, 0n, slotA.newBound, 1_040n);
+        .withArgs(epoch, edgeA.address, slotA.newBound, 1_040n);
       expect(await rollup.workOf(edgeA.address, epoch)).to.equal(1_040n);
       expect(await rollup.workOf(edgeB.address, epoch)).to.equal(7n);
       expect(await rollup.boundOf(edgeA.address, epoch)).to.equal(slotA.newBound);
@@ -224,6 +224,20 @@ describe("RelayRollup", () => {
       await impersonateAccount(await slashing.getAddress());
       await setBalance(await slashing.getAddress(), 10n ** 18n);
       await registry.connect(await ethers.getSigner(await slashing.getAddress())).slash(edgeC.address, 100, true);
+      const slots = [{ node: edgeC.address, prevBound: 0n, newBound: 1n, work: 1n }, PADDING];
+      await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, slots, DUMMY_PROOF))
+        .to.be.revertedWithCustomError(rollup, "RollupNodeNotEligible")
+        .withArgs(edgeC.address);
+    });
+
+    it("refuses a slot for an edge node whose operator has left (unbonded all its self-stake), even with delegators", async () => {
+      const { rollup, registry, token, guardian, edgeC, outsider, epoch, tree } = await ready();
+      // A delegator keeps the node's pool alive; the operator leaves.
+      await token.transfer(outsider.address, 10n ** 18n);
+      await token.connect(outsider).approve(await registry.getAddress(), 10n ** 18n);
+      await registry.connect(outsider).delegate(edgeC.address, 10n ** 18n);
+      await registry.connect(edgeC).unbond(edgeC.address, await registry.stakeOf(edgeC.address, edgeC.address));
+      expect(await registry.nodeStanding(edgeC.address)).to.deep.equal([1n, 0n, false]);
       const slots = [{ node: edgeC.address, prevBound: 0n, newBound: 1n, work: 1n }, PADDING];
       await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, slots, DUMMY_PROOF))
         .to.be.revertedWithCustomError(rollup, "RollupNodeNotEligible")

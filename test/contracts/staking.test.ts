@@ -1088,6 +1088,20 @@ describe("NodeRegistry", () => {
       ]);
     });
 
+    it("tells in one read whether a node's operator still holds self-stake, and follows it leaving and returning", async () => {
+      const f = await loadFixture(stakingFixture);
+      const { registry, opA } = f;
+      expect(await registry.nodeStanding(opA.address)).to.deep.equal([0n, 0n, false]);
+      await registerNode(f, opA);
+      expect(await registry.nodeStanding(opA.address)).to.deep.equal([BigInt(NodeRole.Edge), 0n, true]);
+      await (await registry.connect(opA).unbond(opA.address, await registry.stakeOf(opA.address, opA.address))).wait();
+      expect(await registry.nodeStanding(opA.address)).to.deep.equal([BigInt(NodeRole.Edge), 0n, false]);
+      await (
+        await registry.connect(opA).stake((await registry.stakeOf(opA.address, opA.address)) + 2_000n * TOKEN)
+      ).wait();
+      expect((await registry.nodeStanding(opA.address))[2]).to.equal(true);
+    });
+
     it("reads the same list one entry at a time, with each node's activity, for on-chain draws", async () => {
       const f = await loadFixture(stakingFixture);
       const { registry, opA, opB, slasher } = f;

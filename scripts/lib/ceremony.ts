@@ -183,6 +183,8 @@ export interface CircuitArtifacts {
   ptau: string;
   verifierContract: string;
   verifierFile: string;
+  /** The compile's source hash these artefacts were made from (see compileCircuit). */
+  sourceHash: string;
 }
 
 /** The verifier contract's name for a circuit: relay_batch_test → RelayBatchTestVerifier. */
@@ -202,6 +204,8 @@ export function verifierName(circuit: string): string {
 export async function buildCircuit(name: string, options: { ptau?: string; log: Log }): Promise<CircuitArtifacts> {
   const { log } = options;
   const compiled: CompiledCircuit = compileCircuit(name, log);
+  const recorded = upToDate(compiled, options.ptau);
+  if (recorded) return recorded;
   const { r1cs: r1csApi, zKey } = snarkjs();
   const info = await r1csApi.info(compiled.r1cs);
   const publicInputs = info.nPubInputs + info.nOutputs;
@@ -265,6 +269,7 @@ export async function buildCircuit(name: string, options: { ptau?: string; log: 
     ptau,
     verifierContract: contractName,
     verifierFile,
+    sourceHash: compiled.sourceHash,
   };
   writeFileSync(path.join(compiled.dir, "artifacts.json"), JSON.stringify(artifacts, null, 2) + "\n");
   return artifacts;
@@ -290,6 +295,31 @@ async function makeZkey(
   );
   rmSync(zkey0, { force: true });
   log(`${name}: zkey ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+/**
+ * The artefacts a previous build recorded, if nothing has changed since: same sources, same ceremony file, and the
+ * zkey, verification key and stamped verifier all still in place. Spares every compile the hashing of the r1cs and
+ * the ceremony file (most of a second) when the circuits are up to date.
+ */
+function upToDate(compiled: CompiledCircuit, ptau: string | undefined): CircuitArtifacts | undefined {
+  const file = path.join(compiled.dir, "artifacts.json");
+  if (!existsSync(file)) return undefined;
+  const recorded = JSON.parse(readFileSync(file, "utf8")) as Partial<CircuitArtifacts>;
+  if (recorded.sourceHash !== compiled.sourceHash || (ptau !== undefined && recorded.ptau !== ptau)) return undefined;
+  const { zkey, vkey, verifierFile } = recorded;
+  if (
+    !zkey ||
+    !vkey ||
+    !verifierFile ||
+    !recorded.ptau ||
+    ![zkey, vkey, verifierFile, recorded.ptau].every(existsSync)
+  ) {
+    return undefined;
+  }
+  const stamp = `// zkey ${path.basename(zkey, ".zkey")}`;
+  if (!readFileSync(verifierFile, "utf8").includes(stamp)) return undefined;
+  return recorded as CircuitArtifacts;
 }
 
 /** Reads the artefacts a previous build recorded for `name` (run the build first). */

@@ -2,7 +2,7 @@
  * Gas of the hot functions of staking, identity and settlement (see test/lib/gasReport.ts). Other areas record theirs
  * in their own gas.*.test.ts files; `npm run gas` runs them all.
  */
-import { loadFixture } from "@nomicfoundation/hardhat-network-helpers";
+import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
 import { derivePublicKey } from "@zk-kit/eddsa-poseidon";
 import { recordGas } from "../lib/gasReport";
 import { deployProtocolFixture } from "../fixtures/protocol";
@@ -41,7 +41,7 @@ describe("gas of the hot functions (compared with gas-report.json)", () => {
     );
     await recordGas("NodeRegistry.unbond", registry.connect(delegator).unbond(operator.address, 500n * TOKEN));
     await recordGas("NodeRegistry.setCommission", registry.connect(operator).setCommission(800));
-    await ethersIncrease(301);
+    await time.increase(301);
     await recordGas("NodeRegistry.withdraw (one unbonding)", registry.connect(delegator).withdraw());
   });
 
@@ -79,7 +79,6 @@ describe("gas of the hot functions (compared with gas-report.json)", () => {
 
   it("measures settlement: a guardian's batch of two slots and three bills, with a real proof", async () => {
     const { rollup, guardian, epoch, epochEnd, tree, first } = await loadFixture(rollupFixture);
-    const { time } = await import("@nomicfoundation/hardhat-network-helpers");
     await time.increaseTo(epochEnd);
     await recordGas(
       "RelayRollup.submitBatch (2 slots, 3 bills)",
@@ -87,8 +86,3 @@ describe("gas of the hot functions (compared with gas-report.json)", () => {
     );
   });
 });
-
-async function ethersIncrease(seconds: number): Promise<void> {
-  const { time } = await import("@nomicfoundation/hardhat-network-helpers");
-  await time.increase(seconds);
-}

@@ -73,6 +73,10 @@ interface INodeRegistry {
     /// @notice Emitted after `operator`'s node was slashed by `bps`: `bonded` and `unbonding` tokens taken.
     event NodeSlashed(address indexed operator, uint16 bps, uint256 bonded, uint256 unbonding, uint64 jailedUntil);
 
+    /// @notice Emitted after `operator`'s self-stake crossed the role's minimum (`qualified`) or fell under it, as
+    /// recorded for `nodeStanding`.
+    event NodeQualificationChanged(address indexed operator, bool qualified);
+
     /// @notice Emitted after a jailing slash recorded that `operator`'s node is jailed in epochs `fromEpoch` through
     /// `throughEpoch` (a jail that overlaps or follows the previous one directly extends or shortens that term).
     event NodeJailed(address indexed operator, uint64 fromEpoch, uint64 throughEpoch);
@@ -200,9 +204,15 @@ interface INodeRegistry {
     /// @notice The role of `operator`'s node and the time its jail ends (one storage read: for per-slot checks).
     function nodeStatus(address operator) external view returns (NodeRole role, uint64 jailedUntil);
 
-    /// @notice `nodeStatus` and whether the operator still holds self-stake (an operator that unbonded all of it has
-    /// left), in the same single storage read: what settlement checks per slot.
-    function nodeStanding(address operator) external view returns (NodeRole role, uint64 jailedUntil, bool staked);
+    /// @notice `nodeStatus` and whether the operator's self-stake met the role's minimum when it last changed (by a
+    /// stake, an unbond, a slash or `refreshStanding`), in the same single storage read: what settlement checks per
+    /// slot. It is false once an operator has left or a slash pushed it under the minimum, until it tops up.
+    function nodeStanding(address operator) external view returns (NodeRole role, uint64 jailedUntil, bool qualified);
+
+    /// @notice Re-checks `operator`'s self-stake against the role's current minimum and records the result for
+    /// `nodeStanding`. Anyone may call it: after governance raises a minimum, nodes under it stop qualifying once
+    /// someone refreshes them (until then they keep the standing of their last stake change).
+    function refreshStanding(address operator) external returns (bool qualified);
 
     /// @notice The role of `operator`'s node (`None` if unregistered).
     function roleOf(address operator) external view returns (NodeRole);

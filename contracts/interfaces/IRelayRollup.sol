@@ -8,12 +8,20 @@ pragma solidity ^0.8.28;
 /// strictly increase from the slot's previous bound to its new bound. The contract holds each node's bound per
 /// epoch, so the same bill can never be counted twice, without a state tree.
 ///
-/// Timeline of epoch E, with `end` = epochStart(E + 1):
-///   [end, end + SettlementWindow)            active guardians submit batches for E
-///   [end + ForcedInclusionDelay, same end)   an edge node may also submit a batch of its own bills (forced inclusion)
-///   from end + SettlementWindow              E is closed; its totals are final for rewards
+/// Timeline of epoch E, with `end` = epochStart(E + 1), in two phases:
+///   [end, end + ForcedInclusionDelay)                       guardian phase: active guardians submit batches for E
+///   [end + ForcedInclusionDelay, end + SettlementWindow)    node phase: an edge node submits batches of its own
+///                                                           slots only (forced inclusion)
+///   from end + SettlementWindow                             E is closed; its totals are final for rewards
 /// and once the reward distributor has fixed E's terms (a claim reached it), E stays closed even if governance later
 /// lengthens the settlement window.
+///
+/// Restart: in the node phase a node's slot may start at bound 0 whatever bound is stored; it then replaces the node's
+/// record for E (bound and work) instead of continuing it. This is what keeps guardians from censoring by moving a
+/// node's bound: a guardian can settle a slot for any node whose bills it holds, including one bill from a recipient
+/// whose order key is near 2^200, after which no real bill of that node for E fits above the bound. The node answers
+/// in the node phase with one batch of all its bills from bound 0; the guardian phase ends before, so no guardian can
+/// move the bound again after the node's answer. A restart re-proves every bill it counts, so nothing is counted twice.
 interface IRelayRollup {
     /// @notice One node slot of a batch. `node` 0 marks a padding slot, which must be all zero.
     struct Slot {
@@ -44,9 +52,16 @@ interface IRelayRollup {
     /// settlement within 30,000 gas.
     event SlotSettled(uint64 indexed epoch, address indexed node, uint256 newBound, uint256 work);
 
+    /// @notice Emitted when `node`'s own batch restarted its record for `epoch` from bound 0, dropping the `oldWork`
+    /// settled up to `oldBound` (the restarting slot's SlotSettled follows).
+    event SlotRestarted(uint64 indexed epoch, address indexed node, uint256 oldBound, uint256 oldWork);
+
     /// @notice The caller is neither an active guardian nor, after the forced-inclusion delay, an edge node
     /// submitting its own slots.
     error RollupNotAuthorized(address caller, uint64 epoch);
+
+    /// @notice The guardian phase of `epoch` ended at `phaseEnd`: only edge nodes settle their own slots now.
+    error RollupGuardianPhaseOver(uint64 epoch, uint256 phaseEnd);
 
     /// @notice `epoch` has not ended: its bills are still accumulating. It ends at `end`.
     error RollupEpochNotEnded(uint64 epoch, uint256 end);
@@ -67,10 +82,12 @@ interface IRelayRollup {
     /// @notice A padding slot (node 0) at `index` with a nonzero bound or work.
     error RollupPaddingSlotNotEmpty(uint256 index);
 
-    /// @notice `node` is not a registered edge node, is jailed, or its operator has left (holds no self-stake).
+    /// @notice `node` is not a registered edge node, is jailed, or its operator's self-stake is under the role's
+    /// minimum (`INodeRegistry.nodeStanding`).
     error RollupNodeNotEligible(address node);
 
-    /// @notice `node`'s previous bound for `epoch` is `expected`; the slot says `given`.
+    /// @notice `node`'s previous bound for `epoch` is `expected`; the slot says `given` (and is not a node's own restart
+    /// from 0 in the node phase).
     error RollupBoundMismatch(address node, uint64 epoch, uint256 expected, uint256 given);
 
     /// @notice A bound of `bound`, not below 2^200 (the circuit's order keys are 200 bits).

@@ -86,7 +86,7 @@ contract RelayRollup is IRelayRollup {
             signals[2 + _slots + i] = slot.prevBound;
             signals[2 + 2 * _slots + i] = slot.newBound;
             signals[2 + 3 * _slots + i] = slot.work;
-            total += _settleSlot(epoch, i, slot);
+            total += _settleSlot(epoch, i, slot, forced);
         }
         _verify(proof, signals);
 
@@ -165,8 +165,12 @@ contract RelayRollup is IRelayRollup {
         if (epoch < claimedUntil) revert RollupEpochClaimed(epoch, claimedUntil);
 
         (NodeRole role, ) = _registry.nodeStatus(msg.sender);
-        if (role == NodeRole.Guardian && _registry.isActive(msg.sender)) return false;
-        if (role == NodeRole.Edge && block.timestamp >= end + _parameters.get(Parameter.ForcedInclusionDelay)) {
+        uint256 phaseEnd = end + _parameters.get(Parameter.ForcedInclusionDelay);
+        if (role == NodeRole.Guardian && _registry.isActive(msg.sender)) {
+            if (block.timestamp >= phaseEnd) revert RollupGuardianPhaseOver(epoch, phaseEnd);
+            return false;
+        }
+        if (role == NodeRole.Edge && block.timestamp >= phaseEnd) {
             for (uint256 i = 0; i < slots.length; ++i) {
                 if (slots[i].node != address(0) && slots[i].node != msg.sender) {
                     revert RollupNotAuthorized(msg.sender, epoch);
@@ -177,22 +181,32 @@ contract RelayRollup is IRelayRollup {
         revert RollupNotAuthorized(msg.sender, epoch);
     }
 
-    /// @dev Checks one slot against the stored bound and records its new bound and work; returns the work.
-    function _settleSlot(uint64 epoch, uint256 index, Slot calldata slot) private returns (uint256) {
+    /// @dev Checks one slot against the stored bound and records its new bound and work; returns the work it adds to
+    /// the epoch's total. A node's own slot from bound 0 (`forced`) replaces the stored record: the work it drops is
+    /// taken off the epoch's total here.
+    function _settleSlot(uint64 epoch, uint256 index, Slot calldata slot, bool forced) private returns (uint256) {
         if (slot.node == address(0)) {
             if (slot.prevBound != 0 || slot.newBound != 0 || slot.work != 0) revert RollupPaddingSlotNotEmpty(index);
             return 0;
         }
-        // One storage read: an edge node, not jailed, whose operator has not left (still holds self-stake).
-        (NodeRole role, uint64 jailedUntil, bool staked) = _registry.nodeStanding(slot.node);
-        if (role != NodeRole.Edge || jailedUntil > block.timestamp || !staked) revert RollupNodeNotEligible(slot.node);
+        // One storage read: an edge node, not jailed, whose operator's self-stake meets the minimum.
+        (NodeRole role, uint64 jailedUntil, bool qualified) = _registry.nodeStanding(slot.node);
+        if (role != NodeRole.Edge || jailedUntil > block.timestamp || !qualified) {
+            revert RollupNodeNotEligible(slot.node);
+        }
         if (slot.newBound >> 200 != 0) revert RollupBoundTooLarge(slot.newBound);
         if (slot.work >> 56 != 0) revert RollupWorkTooLarge(slot.work);
 
         NodeEpoch storage stored = _nodeEpochs[slot.node][epoch];
         NodeEpoch memory current = stored;
         if (slot.prevBound != current.bound) {
-            revert RollupBoundMismatch(slot.node, epoch, current.bound, slot.prevBound);
+            if (!forced || slot.prevBound != 0) {
+                revert RollupBoundMismatch(slot.node, epoch, current.bound, slot.prevBound);
+            }
+            // The node's own restart (see IRelayRollup): its record starts over, the dropped work leaves the total.
+            _epochs[epoch].work -= current.work;
+            emit SlotRestarted(epoch, slot.node, current.bound, current.work);
+            current.work = 0;
         }
         // The circuit caps work per bill and bills per slot, so a node's work for one epoch stays far below 2^56;
         // SafeCast still refuses rather than wraps.

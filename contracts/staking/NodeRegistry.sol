@@ -42,7 +42,7 @@ contract NodeRegistry is INodeRegistry, Ownable {
         NodeRole role;
         uint64 jailedUntil;
         address signer;
-        bool staked; // the operator holds self-stake: mirrors membership of `_staked`, in the same slot as role and jail
+        bool qualified; // self-stake met the role minimum at its last change: in the same slot as role, jail and signer
         string peerId;
         string[] multiaddrs;
         SharePool.Pool bonded;
@@ -125,6 +125,7 @@ contract NodeRegistry is INodeRegistry, Ownable {
         emit NodeRegistered(msg.sender, role, peerId, multiaddrs, signer);
         emit CommissionChanged(msg.sender, commissionBps, epoch);
         _bond(msg.sender, msg.sender, amount);
+        _setQualified(n, msg.sender, n.bonded.value(_shares[msg.sender][msg.sender]) >= minimum);
     }
 
     /// @inheritdoc INodeRegistry
@@ -146,6 +147,7 @@ contract NodeRegistry is INodeRegistry, Ownable {
         uint256 after_ = n.bonded.value(_shares[msg.sender][msg.sender]);
         uint256 minimum = _parameters.minStake(n.role);
         if (after_ < minimum) revert StakingInsufficientStake(msg.sender, after_, minimum, minimum - after_);
+        _setQualified(n, msg.sender, true);
     }
 
     /// @inheritdoc INodeRegistry
@@ -177,6 +179,7 @@ contract NodeRegistry is INodeRegistry, Ownable {
             uint256 minimum = _parameters.minStake(n.role);
             uint256 remaining = n.bonded.value(held - shares);
             if (remaining != 0 && remaining < minimum) revert StakingBelowMinimum(operator, remaining, minimum);
+            _setQualified(n, operator, remaining != 0);
         }
         uint256 unbondingShares = n.unbonding.deposit(tokens);
         uint64 releaseTime = uint64(block.timestamp + _parameters.get(Parameter.UnbondingPeriod));
@@ -237,8 +240,16 @@ contract NodeRegistry is INodeRegistry, Ownable {
         emit NodeSlashed(operator, bps, fromBonded, fromUnbonding, n.jailedUntil);
         _syncVotes(operator, operator);
         _updateStakedSet(operator);
+        _setQualified(n, operator, n.bonded.value(_shares[operator][operator]) >= _parameters.minStake(n.role));
         amount = fromBonded + fromUnbonding;
         if (amount != 0) _token.safeTransfer(msg.sender, amount);
+    }
+
+    /// @inheritdoc INodeRegistry
+    function refreshStanding(address operator) external returns (bool qualified) {
+        Node storage n = _registered(operator);
+        qualified = n.bonded.value(_shares[operator][operator]) >= _parameters.minStake(n.role);
+        _setQualified(n, operator, qualified);
     }
 
     /// @inheritdoc INodeRegistry
@@ -334,9 +345,9 @@ contract NodeRegistry is INodeRegistry, Ownable {
     }
 
     /// @inheritdoc INodeRegistry
-    function nodeStanding(address operator) external view returns (NodeRole role, uint64 jailedUntil, bool staked) {
+    function nodeStanding(address operator) external view returns (NodeRole role, uint64 jailedUntil, bool qualified) {
         Node storage n = _nodes[operator];
-        return (n.role, n.jailedUntil, n.staked);
+        return (n.role, n.jailedUntil, n.qualified);
     }
 
     /// @inheritdoc INodeRegistry
@@ -514,9 +525,15 @@ contract NodeRegistry is INodeRegistry, Ownable {
     function _updateStakedSet(address operator) private {
         Node storage n = _nodes[operator];
         bool staked = n.bonded.value(_shares[operator][operator]) != 0;
-        if (staked != n.staked) n.staked = staked;
         if (staked) _staked[n.role].add(operator);
         else _staked[n.role].remove(operator);
+    }
+
+    /// @dev Records whether the operator's self-stake meets the minimum (for `nodeStanding`), emitting on a change.
+    function _setQualified(Node storage n, address operator, bool qualified) private {
+        if (n.qualified == qualified) return;
+        n.qualified = qualified;
+        emit NodeQualificationChanged(operator, qualified);
     }
 
     /// @dev The legacy code generator cannot copy a calldata string[] to storage in one assignment.

@@ -17,6 +17,7 @@ const DUMMY_PROOF: SolidityProof = {
   ],
   c: [1n, 2n],
 };
+type ProvenBatch = Awaited<ReturnType<Awaited<ReturnType<typeof rollupFixture>>["prove"]>>;
 const PADDING: RollupSlot = { node: ZERO, prevBound: 0n, newBound: 0n, work: 0n };
 
 async function afterEpoch(epochEnd: bigint, extra = 0n) {
@@ -152,7 +153,7 @@ describe("RelayRollup", () => {
       const own = await prove([
         { nodeId: nodeIdFromAddress(edgeA.address), prevBound: 0n, bills: [billFor(0, edgeA.address, 3n)] },
       ]);
-      const delay = await parameters.get(13 /* ForcedInclusionDelay */);
+      const delay = await parameters.get(parameterIndex("ForcedInclusionDelay"));
       // The next transaction is mined one second after the latest block: at delay - 1.
       await time.increaseTo(epochEnd + delay - 2n);
       await expect(rollup.connect(edgeA).submitBatch(epoch, tree.root, own.slots, own.proof))
@@ -165,6 +166,15 @@ describe("RelayRollup", () => {
       expect(await rollup.workOf(edgeA.address, epoch)).to.equal(3n);
       expect(await rollup.epochGuardianWork(epoch)).to.equal(0n);
       expect(await rollup.guardianWorkOf(edgeA.address, epoch)).to.equal(0n);
+    });
+
+    it("refuses a guardian's batch once the guardian phase is over: the node phase belongs to edge nodes", async () => {
+      const { rollup, parameters, guardian, epoch, epochEnd, tree, first } = await loadFixture(rollupFixture);
+      const phaseEnd = epochEnd + (await parameters.get(parameterIndex("ForcedInclusionDelay")));
+      await time.setNextBlockTimestamp(phaseEnd);
+      await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, first.slots, first.proof))
+        .to.be.revertedWithCustomError(rollup, "RollupGuardianPhaseOver")
+        .withArgs(epoch, phaseEnd);
     });
 
     it("refuses a node's forced batch that carries another node's slot", async () => {
@@ -189,11 +199,111 @@ describe("RelayRollup", () => {
     });
   });
 
+  describe("a guardian moving a node's bound, and the node's restart", () => {
+    /**
+     * The attack the restart answers: a guardian holds a bill from the recipient with the highest order key (its own
+     * DID, say) for node A, and settles it first, from bound 0. A's real bills (recipients 0 and 1, lower keys) then
+     * cannot settle above A's bound.
+     */
+    let proofs: { jump: ProvenBatch; own: ProvenBatch } | undefined;
+    async function jumped() {
+      const f = await loadFixture(rollupFixture);
+      const { rollup, guardian, edgeA, epoch, epochEnd, tree, prove, billFor } = f;
+      // The fixture is the same snapshot each time, so the two proofs are made once for the three tests.
+      proofs ??= {
+        jump: await prove([
+          { nodeId: nodeIdFromAddress(edgeA.address), prevBound: 0n, bills: [billFor(5, edgeA.address, 1n)] },
+        ]),
+        own: await prove([
+          {
+            nodeId: nodeIdFromAddress(edgeA.address),
+            prevBound: 0n,
+            bills: [billFor(0, edgeA.address, 40n), billFor(1, edgeA.address, 5_000n)],
+          },
+        ]),
+      };
+      const { jump, own } = proofs;
+      await afterEpoch(epochEnd);
+      await rollup.connect(guardian).submitBatch(epoch, tree.root, jump.slots, jump.proof);
+      return { ...f, jump, own };
+    }
+
+    it("leaves a node's real bills below a jumped bound unsettleable in the guardian phase", async () => {
+      const { rollup, guardian, edgeA, epoch, tree, jump, own } = await jumped();
+      expect(await rollup.boundOf(edgeA.address, epoch)).to.equal(jump.slots[0].newBound);
+      expect(own.slots[0].newBound).to.be.lessThan(jump.slots[0].newBound);
+      await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, own.slots, own.proof))
+        .to.be.revertedWithCustomError(rollup, "RollupBoundMismatch")
+        .withArgs(edgeA.address, epoch, jump.slots[0].newBound, 0n);
+    });
+
+    it("lets the node restart its record from bound 0 in the node phase: its real work replaces the jumped slot's", async () => {
+      const { rollup, parameters, guardian, edgeA, epoch, epochEnd, tree, jump, own } = await jumped();
+      expect(await rollup.epochWork(epoch)).to.equal(1n);
+      await time.increaseTo(epochEnd + (await parameters.get(parameterIndex("ForcedInclusionDelay"))));
+      await expect(rollup.connect(edgeA).submitBatch(epoch, tree.root, own.slots, own.proof))
+        .to.emit(rollup, "SlotRestarted")
+        .withArgs(epoch, edgeA.address, jump.slots[0].newBound, 1n)
+        .and.to.emit(rollup, "SlotSettled")
+        .withArgs(epoch, edgeA.address, own.slots[0].newBound, 1_040n)
+        .and.to.emit(rollup, "BatchSettled")
+        .withArgs(epoch, edgeA.address, tree.root, 1_040n, true);
+      expect(await rollup.boundOf(edgeA.address, epoch)).to.equal(own.slots[0].newBound);
+      expect(await rollup.workOf(edgeA.address, epoch)).to.equal(1_040n);
+      expect(await rollup.epochWork(epoch)).to.equal(1_040n);
+      // The guardian keeps the credit for the slot it settled; no guardian is credited for the node's own batch.
+      expect(await rollup.guardianWorkOf(guardian.address, epoch)).to.equal(1n);
+      expect(await rollup.epochGuardianWork(epoch)).to.equal(1n);
+      // The restart cannot be replayed to count the same bills twice: it replaces, it does not add.
+      await rollup.connect(edgeA).submitBatch(epoch, tree.root, own.slots, own.proof);
+      expect(await rollup.workOf(edgeA.address, epoch)).to.equal(1_040n);
+      expect(await rollup.epochWork(epoch)).to.equal(1_040n);
+      // And no guardian can move the bound again after the node's answer.
+      await expect(
+        rollup.connect(guardian).submitBatch(epoch, tree.root, jump.slots, jump.proof),
+      ).to.be.revertedWithCustomError(rollup, "RollupGuardianPhaseOver");
+    });
+
+    it("continues a node's own batch from the stored bound when it does not start at 0", async () => {
+      const { rollup, parameters, edgeA, epoch, epochEnd, tree, jump, prove, billFor } = await jumped();
+      // Bills above the jumped bound do not exist (recipient 5 has the highest key); a slot from a wrong nonzero
+      // bound is refused like any other mismatch.
+      const wrong = await prove([
+        {
+          nodeId: nodeIdFromAddress(edgeA.address),
+          prevBound: 1n,
+          bills: [billFor(3, edgeA.address, 2n)],
+        },
+      ]);
+      await time.increaseTo(epochEnd + (await parameters.get(parameterIndex("ForcedInclusionDelay"))));
+      await expect(rollup.connect(edgeA).submitBatch(epoch, tree.root, wrong.slots, wrong.proof))
+        .to.be.revertedWithCustomError(rollup, "RollupBoundMismatch")
+        .withArgs(edgeA.address, epoch, jump.slots[0].newBound, 1n);
+    });
+  });
+
   describe("slot checks (before the proof is verified)", () => {
     async function ready() {
       const f = await loadFixture(rollupFixture);
       await afterEpoch(f.epochEnd);
       return f;
+    }
+
+    type Ready = Awaited<ReturnType<typeof ready>>;
+
+    /** Slashes `node` through the registry's slash hook, acting as its slasher (the slashing contract). */
+    async function slashAsSlasher({ registry, slashing }: Ready, node: string, bps: number, jail: boolean) {
+      await impersonateAccount(await slashing.getAddress());
+      await setBalance(await slashing.getAddress(), 10n ** 18n);
+      await registry.connect(await ethers.getSigner(await slashing.getAddress())).slash(node, bps, jail);
+    }
+
+    /** A one-node batch for `node` is refused before its (dummy) proof is looked at. */
+    async function expectIneligible({ rollup, guardian, epoch, tree }: Ready, node: string) {
+      const slots = [{ node, prevBound: 0n, newBound: 1n, work: 1n }, PADDING];
+      await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, slots, DUMMY_PROOF))
+        .to.be.revertedWithCustomError(rollup, "RollupNodeNotEligible")
+        .withArgs(node);
     }
 
     it("refuses a batch whose slot count is not the circuit's", async () => {
@@ -214,34 +324,38 @@ describe("RelayRollup", () => {
     });
 
     it("refuses a slot for an address that is not an edge node, or for a jailed edge node", async () => {
-      const { rollup, registry, slashing, guardian, edgeC, outsider, epoch, tree } = await ready();
-      for (const node of [outsider.address, guardian.address]) {
-        const slots = [{ node, prevBound: 0n, newBound: 1n, work: 1n }, PADDING];
-        await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, slots, DUMMY_PROOF))
-          .to.be.revertedWithCustomError(rollup, "RollupNodeNotEligible")
-          .withArgs(node);
-      }
-      await impersonateAccount(await slashing.getAddress());
-      await setBalance(await slashing.getAddress(), 10n ** 18n);
-      await registry.connect(await ethers.getSigner(await slashing.getAddress())).slash(edgeC.address, 100, true);
-      const slots = [{ node: edgeC.address, prevBound: 0n, newBound: 1n, work: 1n }, PADDING];
-      await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, slots, DUMMY_PROOF))
-        .to.be.revertedWithCustomError(rollup, "RollupNodeNotEligible")
-        .withArgs(edgeC.address);
+      const f = await ready();
+      for (const node of [f.outsider.address, f.guardian.address]) await expectIneligible(f, node);
+      await slashAsSlasher(f, f.edgeC.address, 100, true);
+      await expectIneligible(f, f.edgeC.address);
     });
 
     it("refuses a slot for an edge node whose operator has left (unbonded all its self-stake), even with delegators", async () => {
-      const { rollup, registry, token, guardian, edgeC, outsider, epoch, tree } = await ready();
+      const f = await ready();
+      const { registry, token, edgeC, outsider } = f;
       // A delegator keeps the node's pool alive; the operator leaves.
       await token.transfer(outsider.address, 10n ** 18n);
       await token.connect(outsider).approve(await registry.getAddress(), 10n ** 18n);
       await registry.connect(outsider).delegate(edgeC.address, 10n ** 18n);
       await registry.connect(edgeC).unbond(edgeC.address, await registry.stakeOf(edgeC.address, edgeC.address));
       expect(await registry.nodeStanding(edgeC.address)).to.deep.equal([1n, 0n, false]);
+      await expectIneligible(f, edgeC.address);
+    });
+
+    it("refuses a slot for an edge node that a slash pushed under its minimum self-stake, until it tops up", async () => {
+      const f = await ready();
+      const { rollup, registry, token, guardian, edgeC, epoch, tree } = f;
+      // 1% without jail: the node is free, but its 1,000-token self-stake (the minimum) is now 990.
+      await slashAsSlasher(f, edgeC.address, 100, false);
+      await expectIneligible(f, edgeC.address);
       const slots = [{ node: edgeC.address, prevBound: 0n, newBound: 1n, work: 1n }, PADDING];
-      await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, slots, DUMMY_PROOF))
-        .to.be.revertedWithCustomError(rollup, "RollupNodeNotEligible")
-        .withArgs(edgeC.address);
+      await token.transfer(edgeC.address, 10n ** 19n);
+      await token.connect(edgeC).approve(await registry.getAddress(), 10n ** 19n);
+      await registry.connect(edgeC).stake(10n ** 19n);
+      // Eligible again: the batch now gets as far as the proof (a dummy one here).
+      await expect(
+        rollup.connect(guardian).submitBatch(epoch, tree.root, slots, DUMMY_PROOF),
+      ).to.be.revertedWithCustomError(rollup, "RollupInvalidProof");
     });
 
     it("refuses a bound of 2^200 or more and work of 2^56 or more", async () => {

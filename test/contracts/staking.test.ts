@@ -1088,18 +1088,66 @@ describe("NodeRegistry", () => {
       ]);
     });
 
-    it("tells in one read whether a node's operator still holds self-stake, and follows it leaving and returning", async () => {
+    it("tells in one read whether a node's self-stake meets its minimum, and follows it leaving and returning", async () => {
       const f = await loadFixture(stakingFixture);
       const { registry, opA } = f;
       expect(await registry.nodeStanding(opA.address)).to.deep.equal([0n, 0n, false]);
-      await registerNode(f, opA);
+      await expect(registerNode(f, opA)).to.emit(registry, "NodeQualificationChanged").withArgs(opA.address, true);
       expect(await registry.nodeStanding(opA.address)).to.deep.equal([BigInt(NodeRole.Edge), 0n, true]);
-      await (await registry.connect(opA).unbond(opA.address, await registry.stakeOf(opA.address, opA.address))).wait();
+      await expect(registry.connect(opA).unbond(opA.address, await registry.stakeOf(opA.address, opA.address)))
+        .to.emit(registry, "NodeQualificationChanged")
+        .withArgs(opA.address, false);
       expect(await registry.nodeStanding(opA.address)).to.deep.equal([BigInt(NodeRole.Edge), 0n, false]);
-      await (
-        await registry.connect(opA).stake((await registry.stakeOf(opA.address, opA.address)) + 2_000n * TOKEN)
-      ).wait();
+      await (await registry.connect(opA).stake(await f.parameters.minStake(NodeRole.Edge))).wait();
       expect((await registry.nodeStanding(opA.address))[2]).to.equal(true);
+    });
+
+    it("stops qualifying when a slash pushes the self-stake under the minimum, and qualifies again after a top-up", async () => {
+      const f = await loadFixture(stakingFixture);
+      const { registry, opA, slasher } = f;
+      await registerNode(f, opA); // exactly the minimum: any slash takes it under
+      await expect(registry.connect(slasher).slash(opA.address, 100, false))
+        .to.emit(registry, "NodeQualificationChanged")
+        .withArgs(opA.address, false);
+      expect(await registry.nodeStanding(opA.address)).to.deep.equal([BigInt(NodeRole.Edge), 0n, false]);
+      expect(await registry.isActive(opA.address)).to.equal(false);
+      await expect(registry.connect(opA).stake(10n * TOKEN)) // 990 + 10: the minimum again
+        .to.emit(registry, "NodeQualificationChanged")
+        .withArgs(opA.address, true);
+      expect((await registry.nodeStanding(opA.address))[2]).to.equal(true);
+    });
+
+    it("keeps a node qualified through a slash that leaves it at or above the minimum", async () => {
+      const f = await loadFixture(stakingFixture);
+      const { registry, opA, slasher } = f;
+      await registerNode(f, opA, NodeRole.Edge, 2n * (await f.parameters.minStake(NodeRole.Edge)));
+      await expect(registry.connect(slasher).slash(opA.address, 1_000, false)).not.to.emit(
+        registry,
+        "NodeQualificationChanged",
+      );
+      expect((await registry.nodeStanding(opA.address))[2]).to.equal(true);
+    });
+
+    it("lets anyone refresh a node's standing against a minimum that governance raised", async () => {
+      const f = await loadFixture(stakingFixture);
+      const { registry, parameters, governance, opA, outsider } = f;
+      const minimum = await parameters.minStake(NodeRole.Edge);
+      await registerNode(f, opA);
+      expect(await registry.refreshStanding.staticCall(opA.address)).to.equal(true);
+      await expect(registry.connect(outsider).refreshStanding(opA.address)).not.to.emit(
+        registry,
+        "NodeQualificationChanged",
+      );
+      await (await parameters.connect(governance).setParameter(parameterIndex("MinStakeEdge"), minimum + 1n)).wait();
+      // The recorded standing is that of the last stake change, until someone refreshes it.
+      expect((await registry.nodeStanding(opA.address))[2]).to.equal(true);
+      await expect(registry.connect(outsider).refreshStanding(opA.address))
+        .to.emit(registry, "NodeQualificationChanged")
+        .withArgs(opA.address, false);
+      expect((await registry.nodeStanding(opA.address))[2]).to.equal(false);
+      await expect(registry.refreshStanding(outsider.address))
+        .to.be.revertedWithCustomError(registry, "StakingNotRegistered")
+        .withArgs(outsider.address);
     });
 
     it("reads the same list one entry at a time, with each node's activity, for on-chain draws", async () => {

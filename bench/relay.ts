@@ -7,7 +7,8 @@
  *   - settlement gas: total per batch, per slot beyond the verifier, per bill, beside the EIP-1108 floor
  *     (181,000 + about 6,150 per public input).
  * Targets (issue 3): constraints per bill within 15% of the floor; contract overhead beyond the verifier at most
- * 30,000 gas per slot. The figures are printed, never asserted: speed lives here, not in tests.
+ * 30,000 gas per slot (the node's consent puts it near 35,000: docs/PROOF_OF_RELAY.md). The figures are printed,
+ * never asserted: speed lives here, not in tests.
  */
 import { time } from "@nomicfoundation/hardhat-network-helpers";
 import { keccak256, toUtf8Bytes, getBytes, Contract } from "ethers";

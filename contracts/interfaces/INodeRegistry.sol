@@ -206,8 +206,11 @@ interface INodeRegistry {
 
     /// @notice `nodeStatus` and whether the operator's self-stake met the role's minimum when it last changed (by a
     /// stake, an unbond, a slash or `refreshStanding`), in the same single storage read: what settlement checks per
-    /// slot. It is false once an operator has left or a slash pushed it under the minimum, until it tops up.
-    function nodeStanding(address operator) external view returns (NodeRole role, uint64 jailedUntil, bool qualified);
+    /// slot. It is false once an operator has left or a slash pushed it under the minimum, until it tops up. Also the
+    /// node's signer, kept in the same slot (the rollup checks a node's consent to each slot against it).
+    function nodeStanding(
+        address operator
+    ) external view returns (NodeRole role, uint64 jailedUntil, bool qualified, address signer);
 
     /// @notice Re-checks `operator`'s self-stake against the role's current minimum and records the result for
     /// `nodeStanding`. Anyone may call it: after governance raises a minimum, nodes under it stop qualifying once

@@ -8,27 +8,29 @@ pragma solidity ^0.8.28;
 /// strictly increase from the slot's previous bound to its new bound. The contract holds each node's bound per
 /// epoch, so the same bill can never be counted twice, without a state tree.
 ///
-/// Timeline of epoch E, with `end` = epochStart(E + 1), in two phases:
-///   [end, end + ForcedInclusionDelay)                       guardian phase: active guardians submit batches for E
-///   [end + ForcedInclusionDelay, end + SettlementWindow)    node phase: an edge node submits batches of its own
-///                                                           slots only (forced inclusion)
-///   from end + SettlementWindow                             E is closed; its totals are final for rewards
+/// Timeline of epoch E, with `end` = epochStart(E + 1):
+///   [end, end + SettlementWindow)            active guardians submit batches for E
+///   [end + ForcedInclusionDelay, same end)   an edge node may also submit a batch of its own bills (forced inclusion)
+///   from end + SettlementWindow              E is closed; its totals are final for rewards
 /// and once the reward distributor has fixed E's terms (a claim reached it), E stays closed even if governance later
 /// lengthens the settlement window.
 ///
-/// Restart: in the node phase a node's slot may start at bound 0 whatever bound is stored; it then replaces the node's
-/// record for E (bound and work) instead of continuing it. This is what keeps guardians from censoring by moving a
-/// node's bound: a guardian can settle a slot for any node whose bills it holds, including one bill from a recipient
-/// whose order key is near 2^200, after which no real bill of that node for E fits above the bound. The node answers
-/// in the node phase with one batch of all its bills from bound 0; the guardian phase ends before, so no guardian can
-/// move the bound again after the node's answer. A restart re-proves every bill it counts, so nothing is counted twice.
+/// Consent: a guardian's slot for a node must carry the node's consent, an EIP-712 `SlotConsent` signed by the node's
+/// registered signer over exactly the slot (epoch, node, prevBound, newBound, work). Without it, a guardian holding
+/// one bill for the node from a recipient whose order key is near 2^200 (its own DID, say) could settle that bill
+/// first and move the node's bound past every real bill of the epoch: censorship through the replay guard. A node's
+/// own batch (forced inclusion) is its consent.
 interface IRelayRollup {
     /// @notice One node slot of a batch. `node` 0 marks a padding slot, which must be all zero.
+    /// `consentR` and `consentVS` are the node signer's EIP-712 signature of the slot's `SlotConsent` in the compact
+    /// EIP-2098 form (r, yParity and s in one word); both 0 in padding slots and in a node's own batch.
     struct Slot {
         address node;
         uint256 prevBound;
         uint256 newBound;
         uint256 work;
+        bytes32 consentR;
+        bytes32 consentVS;
     }
 
     /// @notice A Groth16 proof, as snarkjs exports it for Solidity.
@@ -48,20 +50,12 @@ interface IRelayRollup {
     );
 
     /// @notice Emitted after `node`'s bound for `epoch` moved to `newBound`, crediting `work`. The bound it moved from
-    /// is the previous event's `newBound` for the same node and epoch (0 for the first): left out to keep a slot's
-    /// settlement within 30,000 gas.
+    /// is the previous event's `newBound` for the same node and epoch (0 for the first): left out, it is derivable.
     event SlotSettled(uint64 indexed epoch, address indexed node, uint256 newBound, uint256 work);
-
-    /// @notice Emitted when `node`'s own batch restarted its record for `epoch` from bound 0, dropping the `oldWork`
-    /// settled up to `oldBound` (the restarting slot's SlotSettled follows).
-    event SlotRestarted(uint64 indexed epoch, address indexed node, uint256 oldBound, uint256 oldWork);
 
     /// @notice The caller is neither an active guardian nor, after the forced-inclusion delay, an edge node
     /// submitting its own slots.
     error RollupNotAuthorized(address caller, uint64 epoch);
-
-    /// @notice The guardian phase of `epoch` ended at `phaseEnd`: only edge nodes settle their own slots now.
-    error RollupGuardianPhaseOver(uint64 epoch, uint256 phaseEnd);
 
     /// @notice `epoch` has not ended: its bills are still accumulating. It ends at `end`.
     error RollupEpochNotEnded(uint64 epoch, uint256 end);
@@ -86,8 +80,11 @@ interface IRelayRollup {
     /// minimum (`INodeRegistry.nodeStanding`).
     error RollupNodeNotEligible(address node);
 
-    /// @notice `node`'s previous bound for `epoch` is `expected`; the slot says `given` (and is not a node's own restart
-    /// from 0 in the node phase).
+    /// @notice The slot for `node` at `index` does not carry a valid consent signature by the node's registered signer
+    /// for exactly this slot.
+    error RollupNoConsent(uint256 index, address node);
+
+    /// @notice `node`'s previous bound for `epoch` is `expected`; the slot says `given`.
     error RollupBoundMismatch(address node, uint64 epoch, uint256 expected, uint256 given);
 
     /// @notice A bound of `bound`, not below 2^200 (the circuit's order keys are 200 bits).
@@ -101,6 +98,13 @@ interface IRelayRollup {
 
     /// @notice The verifier call failed (wrong verifier or slot count at deploy).
     error RollupVerifierFailed();
+
+    /// @notice The EIP-712 type of a node's consent to a slot.
+    /// @return The type hash of `SlotConsent(uint64 epoch,address node,uint256 prevBound,uint256 newBound,uint256 work)`.
+    function SLOT_CONSENT_TYPEHASH() external view returns (bytes32);
+
+    /// @notice The digest a node's signer signs to consent to `slot` in `epoch` (its consent fields are ignored).
+    function consentDigest(uint64 epoch, Slot calldata slot) external view returns (bytes32);
 
     /// @notice Settles a batch for the ended `epoch`. See the timeline above for who may call when.
     function submitBatch(uint64 epoch, uint256 identityRoot, Slot[] calldata slots, Proof calldata proof) external;

@@ -345,9 +345,11 @@ contract NodeRegistry is INodeRegistry, Ownable {
     }
 
     /// @inheritdoc INodeRegistry
-    function nodeStanding(address operator) external view returns (NodeRole role, uint64 jailedUntil, bool qualified) {
+    function nodeStanding(
+        address operator
+    ) external view returns (NodeRole role, uint64 jailedUntil, bool qualified, address signer) {
         Node storage n = _nodes[operator];
-        return (n.role, n.jailedUntil, n.qualified);
+        return (n.role, n.jailedUntil, n.qualified, n.signer);
     }
 
     /// @inheritdoc INodeRegistry

@@ -13,13 +13,20 @@ export interface SolidityProof {
   c: [bigint, bigint];
 }
 
-/** What a proof settles: one rollup slot per circuit slot, as the contract's `Slot` struct. */
+/**
+ * What a proof settles: one rollup slot per circuit slot, as the contract's `Slot` struct. A guardian's slot also
+ * carries the node's consent (sdk/chain/consent.ts); padding slots and a node's own batch carry zeros.
+ */
 export interface RollupSlot {
   node: string;
   prevBound: bigint;
   newBound: bigint;
   work: bigint;
+  consentR: string;
+  consentVS: string;
 }
+
+const ZERO_WORD = "0x" + "0".repeat(64);
 
 /** Thrown when proving fails or the prover's public signals differ from the model's. */
 export class ProofError extends Error {
@@ -49,6 +56,8 @@ export function rollupSlots(batch: RelayBatch): RollupSlot[] {
     prevBound: slot.prevBound,
     newBound: slot.newBound,
     work: slot.work,
+    consentR: ZERO_WORD,
+    consentVS: ZERO_WORD,
   }));
 }
 

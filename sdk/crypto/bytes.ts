@@ -182,9 +182,12 @@ export class ByteWriter {
     return this;
   }
 
-  /** Appends a copy of `value`. */
+  /**
+   * Appends a copy of `value`. Copied through Uint8Array's own `slice`: a Node Buffer's `slice` is a view, and
+   * `finish` wipes the chunks, which would wipe the caller's buffer.
+   */
   bytes(value: Uint8Array): this {
-    this.#chunks.push(value.slice());
+    this.#chunks.push(Uint8Array.prototype.slice.call(value));
     return this;
   }
 

@@ -1,12 +1,13 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { impersonateAccount, loadFixture, setBalance, time } from "@nomicfoundation/hardhat-network-helpers";
-import { keccak256, toUtf8Bytes, getBytes } from "ethers";
+import { keccak256, toUtf8Bytes, getBytes, TypedDataEncoder } from "ethers";
 import { didDocument, rollupFixture } from "../fixtures/rollup";
 import { billKeyOf, nodeIdFromAddress } from "../../sdk/bill/bill";
 import { RELAY_BATCH_TEST_PARAMS } from "../../sdk/bill/batchInput";
 import { parameterIndex } from "../../sdk/chain/protocol";
 import type { RollupSlot, SolidityProof } from "../../sdk/bill/prove";
+import { NO_CONSENT, SLOT_CONSENT_TYPES, recoverSlotConsentSigner, signSlotConsent } from "../../sdk/chain/consent";
 
 const ZERO = "0x0000000000000000000000000000000000000000";
 const DUMMY_PROOF: SolidityProof = {
@@ -17,8 +18,7 @@ const DUMMY_PROOF: SolidityProof = {
   ],
   c: [1n, 2n],
 };
-type ProvenBatch = Awaited<ReturnType<Awaited<ReturnType<typeof rollupFixture>>["prove"]>>;
-const PADDING: RollupSlot = { node: ZERO, prevBound: 0n, newBound: 0n, work: 0n };
+const PADDING: RollupSlot = { node: ZERO, prevBound: 0n, newBound: 0n, work: 0n, ...NO_CONSENT };
 
 async function afterEpoch(epochEnd: bigint, extra = 0n) {
   await time.increaseTo(epochEnd + extra);
@@ -76,9 +76,10 @@ describe("RelayRollup", () => {
     });
 
     it("refuses a proof whose public inputs were changed (more work claimed than proven)", async () => {
-      const { rollup, guardian, epoch, epochEnd, tree, first } = await loadFixture(rollupFixture);
+      const { rollup, guardian, epoch, epochEnd, tree, first, consent } = await loadFixture(rollupFixture);
       await afterEpoch(epochEnd);
-      const inflated = first.slots.map((s, i) => (i === 0 ? { ...s, work: s.work + 1n } : s));
+      // Even with the node's consent to the inflated slot (a node colluding with the guardian), the proof refuses it.
+      const inflated = await consent(first.slots.map((s, i) => (i === 0 ? { ...s, work: s.work + 1n } : s)));
       await expect(
         rollup.connect(guardian).submitBatch(epoch, tree.root, inflated, first.proof),
       ).to.be.revertedWithCustomError(rollup, "RollupInvalidProof");
@@ -160,21 +161,14 @@ describe("RelayRollup", () => {
         .to.be.revertedWithCustomError(rollup, "RollupNotAuthorized")
         .withArgs(edgeA.address, epoch);
       await time.setNextBlockTimestamp(epochEnd + delay);
-      await expect(rollup.connect(edgeA).submitBatch(epoch, tree.root, own.slots, own.proof))
+      // The node's own batch is its consent: its slots need no signature.
+      const unsigned = own.slots.map((slot) => ({ ...slot, ...NO_CONSENT }));
+      await expect(rollup.connect(edgeA).submitBatch(epoch, tree.root, unsigned, own.proof))
         .to.emit(rollup, "BatchSettled")
         .withArgs(epoch, edgeA.address, tree.root, 3n, true);
       expect(await rollup.workOf(edgeA.address, epoch)).to.equal(3n);
       expect(await rollup.epochGuardianWork(epoch)).to.equal(0n);
       expect(await rollup.guardianWorkOf(edgeA.address, epoch)).to.equal(0n);
-    });
-
-    it("refuses a guardian's batch once the guardian phase is over: the node phase belongs to edge nodes", async () => {
-      const { rollup, parameters, guardian, epoch, epochEnd, tree, first } = await loadFixture(rollupFixture);
-      const phaseEnd = epochEnd + (await parameters.get(parameterIndex("ForcedInclusionDelay")));
-      await time.setNextBlockTimestamp(phaseEnd);
-      await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, first.slots, first.proof))
-        .to.be.revertedWithCustomError(rollup, "RollupGuardianPhaseOver")
-        .withArgs(epoch, phaseEnd);
     });
 
     it("refuses a node's forced batch that carries another node's slot", async () => {
@@ -199,86 +193,66 @@ describe("RelayRollup", () => {
     });
   });
 
-  describe("a guardian moving a node's bound, and the node's restart", () => {
-    /**
-     * The attack the restart answers: a guardian holds a bill from the recipient with the highest order key (its own
-     * DID, say) for node A, and settles it first, from bound 0. A's real bills (recipients 0 and 1, lower keys) then
-     * cannot settle above A's bound.
-     */
-    let proofs: { jump: ProvenBatch; own: ProvenBatch } | undefined;
-    async function jumped() {
-      const f = await loadFixture(rollupFixture);
-      const { rollup, guardian, edgeA, epoch, epochEnd, tree, prove, billFor } = f;
-      // The fixture is the same snapshot each time, so the two proofs are made once for the three tests.
-      proofs ??= {
-        jump: await prove([
-          { nodeId: nodeIdFromAddress(edgeA.address), prevBound: 0n, bills: [billFor(5, edgeA.address, 1n)] },
-        ]),
-        own: await prove([
-          {
-            nodeId: nodeIdFromAddress(edgeA.address),
-            prevBound: 0n,
-            bills: [billFor(0, edgeA.address, 40n), billFor(1, edgeA.address, 5_000n)],
-          },
-        ]),
-      };
-      const { jump, own } = proofs;
-      await afterEpoch(epochEnd);
-      await rollup.connect(guardian).submitBatch(epoch, tree.root, jump.slots, jump.proof);
-      return { ...f, jump, own };
-    }
-
-    it("leaves a node's real bills below a jumped bound unsettleable in the guardian phase", async () => {
-      const { rollup, guardian, edgeA, epoch, tree, jump, own } = await jumped();
-      expect(await rollup.boundOf(edgeA.address, epoch)).to.equal(jump.slots[0].newBound);
-      expect(own.slots[0].newBound).to.be.lessThan(jump.slots[0].newBound);
-      await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, own.slots, own.proof))
-        .to.be.revertedWithCustomError(rollup, "RollupBoundMismatch")
-        .withArgs(edgeA.address, epoch, jump.slots[0].newBound, 0n);
-    });
-
-    it("lets the node restart its record from bound 0 in the node phase: its real work replaces the jumped slot's", async () => {
-      const { rollup, parameters, guardian, edgeA, epoch, epochEnd, tree, jump, own } = await jumped();
-      expect(await rollup.epochWork(epoch)).to.equal(1n);
-      await time.increaseTo(epochEnd + (await parameters.get(parameterIndex("ForcedInclusionDelay"))));
-      await expect(rollup.connect(edgeA).submitBatch(epoch, tree.root, own.slots, own.proof))
-        .to.emit(rollup, "SlotRestarted")
-        .withArgs(epoch, edgeA.address, jump.slots[0].newBound, 1n)
-        .and.to.emit(rollup, "SlotSettled")
-        .withArgs(epoch, edgeA.address, own.slots[0].newBound, 1_040n)
-        .and.to.emit(rollup, "BatchSettled")
-        .withArgs(epoch, edgeA.address, tree.root, 1_040n, true);
-      expect(await rollup.boundOf(edgeA.address, epoch)).to.equal(own.slots[0].newBound);
-      expect(await rollup.workOf(edgeA.address, epoch)).to.equal(1_040n);
-      expect(await rollup.epochWork(epoch)).to.equal(1_040n);
-      // The guardian keeps the credit for the slot it settled; no guardian is credited for the node's own batch.
-      expect(await rollup.guardianWorkOf(guardian.address, epoch)).to.equal(1n);
-      expect(await rollup.epochGuardianWork(epoch)).to.equal(1n);
-      // The restart cannot be replayed to count the same bills twice: it replaces, it does not add.
-      await rollup.connect(edgeA).submitBatch(epoch, tree.root, own.slots, own.proof);
-      expect(await rollup.workOf(edgeA.address, epoch)).to.equal(1_040n);
-      expect(await rollup.epochWork(epoch)).to.equal(1_040n);
-      // And no guardian can move the bound again after the node's answer.
-      await expect(
-        rollup.connect(guardian).submitBatch(epoch, tree.root, jump.slots, jump.proof),
-      ).to.be.revertedWithCustomError(rollup, "RollupGuardianPhaseOver");
-    });
-
-    it("continues a node's own batch from the stored bound when it does not start at 0", async () => {
-      const { rollup, parameters, edgeA, epoch, epochEnd, tree, jump, prove, billFor } = await jumped();
-      // Bills above the jumped bound do not exist (recipient 5 has the highest key); a slot from a wrong nonzero
-      // bound is refused like any other mismatch.
-      const wrong = await prove([
-        {
-          nodeId: nodeIdFromAddress(edgeA.address),
-          prevBound: 1n,
-          bills: [billFor(3, edgeA.address, 2n)],
-        },
+  describe("the node's consent to each slot a guardian settles", () => {
+    it("refuses a guardian's slot without the node's consent: a guardian cannot move a node's bound on its own", async () => {
+      // The attack consent stops: a guardian holds a bill for node A from the recipient with the highest order key
+      // (its own DID, say) and settles it first, from bound 0; A's real bills (lower keys) could never settle after.
+      const { rollup, guardian, edgeA, epoch, epochEnd, tree, prove, billFor } = await loadFixture(rollupFixture);
+      const jump = await prove([
+        { nodeId: nodeIdFromAddress(edgeA.address), prevBound: 0n, bills: [billFor(5, edgeA.address, 1n)] },
       ]);
-      await time.increaseTo(epochEnd + (await parameters.get(parameterIndex("ForcedInclusionDelay"))));
-      await expect(rollup.connect(edgeA).submitBatch(epoch, tree.root, wrong.slots, wrong.proof))
-        .to.be.revertedWithCustomError(rollup, "RollupBoundMismatch")
-        .withArgs(edgeA.address, epoch, jump.slots[0].newBound, 1n);
+      await afterEpoch(epochEnd);
+      const unsigned = jump.slots.map((slot) => ({ ...slot, ...NO_CONSENT }));
+      await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, unsigned, jump.proof))
+        .to.be.revertedWithCustomError(rollup, "RollupNoConsent")
+        .withArgs(0, edgeA.address);
+      expect(await rollup.boundOf(edgeA.address, epoch)).to.equal(0n);
+    });
+
+    it("refuses a consent for other values, another epoch, or by anyone but the node's current signer", async () => {
+      const { rollup, registry, guardian, edgeA, edgeB, epoch, epochEnd, tree, first, domain } =
+        await loadFixture(rollupFixture);
+      await afterEpoch(epochEnd);
+      const slot = first.slots[0];
+      const submitWith = (consented: RollupSlot) =>
+        rollup.connect(guardian).submitBatch(epoch, tree.root, [consented, first.slots[1]], first.proof);
+      const noConsent = async (consented: RollupSlot) =>
+        expect(submitWith(consented))
+          .to.be.revertedWithCustomError(rollup, "RollupNoConsent")
+          .withArgs(0, edgeA.address);
+      // Consent to less work than the slot claims.
+      await noConsent({ ...slot, ...(await signSlotConsent(edgeA, domain, epoch, { ...slot, work: slot.work - 1n })) });
+      // Consent for the next epoch.
+      await noConsent({ ...slot, ...(await signSlotConsent(edgeA, domain, epoch + 1n, slot)) });
+      // Signed by another node's key.
+      await noConsent({ ...slot, ...(await signSlotConsent(edgeB, domain, epoch, slot)) });
+      // Signed for another contract.
+      await noConsent({
+        ...slot,
+        ...(await signSlotConsent(edgeA, { ...domain, verifyingContract: ZERO.replace(/0$/, "1") }, epoch, slot)),
+      });
+      // A malformed signature (s above half the order) is refused, not reverted with the library's error.
+      await noConsent({ ...slot, consentVS: "0x" + "ff".repeat(32) });
+      // The node's old signer after it registered a new one.
+      const node = await registry.node(edgeA.address);
+      await registry.connect(edgeA).updateNode(node.peerId, [...node.multiaddrs], edgeB.address);
+      await noConsent(slot);
+      // The consent the fixture made is the node's signer's, as the SDK recovers it.
+      expect(recoverSlotConsentSigner(domain, epoch, slot, slot)).to.equal(edgeA.address);
+    });
+
+    it("checks the SDK's digest against the contract's", async () => {
+      const { rollup, epoch, first, domain } = await loadFixture(rollupFixture);
+      const slot = first.slots[0];
+      expect(await rollup.consentDigest(epoch, slot)).to.equal(
+        TypedDataEncoder.hash(domain, SLOT_CONSENT_TYPES, {
+          epoch,
+          node: slot.node,
+          prevBound: slot.prevBound,
+          newBound: slot.newBound,
+          work: slot.work,
+        }),
+      );
     });
   });
 
@@ -300,7 +274,7 @@ describe("RelayRollup", () => {
 
     /** A one-node batch for `node` is refused before its (dummy) proof is looked at. */
     async function expectIneligible({ rollup, guardian, epoch, tree }: Ready, node: string) {
-      const slots = [{ node, prevBound: 0n, newBound: 1n, work: 1n }, PADDING];
+      const slots = [{ node, prevBound: 0n, newBound: 1n, work: 1n, ...NO_CONSENT }, PADDING];
       await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, slots, DUMMY_PROOF))
         .to.be.revertedWithCustomError(rollup, "RollupNodeNotEligible")
         .withArgs(node);
@@ -315,8 +289,9 @@ describe("RelayRollup", () => {
 
     it("refuses a padding slot that carries a bound or work", async () => {
       const { rollup, guardian, epoch, tree } = await ready();
-      for (const field of ["prevBound", "newBound", "work"] as const) {
-        const slots = [PADDING, { ...PADDING, [field]: 1n }];
+      for (const field of ["prevBound", "newBound", "work", "consentR", "consentVS"] as const) {
+        const value = field.startsWith("consent") ? "0x" + "00".repeat(31) + "01" : 1n;
+        const slots = [PADDING, { ...PADDING, [field]: value }];
         await expect(rollup.connect(guardian).submitBatch(epoch, tree.root, slots, DUMMY_PROOF))
           .to.be.revertedWithCustomError(rollup, "RollupPaddingSlotNotEmpty")
           .withArgs(1);
@@ -338,7 +313,7 @@ describe("RelayRollup", () => {
       await token.connect(outsider).approve(await registry.getAddress(), 10n ** 18n);
       await registry.connect(outsider).delegate(edgeC.address, 10n ** 18n);
       await registry.connect(edgeC).unbond(edgeC.address, await registry.stakeOf(edgeC.address, edgeC.address));
-      expect(await registry.nodeStanding(edgeC.address)).to.deep.equal([1n, 0n, false]);
+      expect(await registry.nodeStanding(edgeC.address)).to.deep.equal([1n, 0n, false, edgeC.address]);
       await expectIneligible(f, edgeC.address);
     });
 
@@ -348,7 +323,8 @@ describe("RelayRollup", () => {
       // 1% without jail: the node is free, but its 1,000-token self-stake (the minimum) is now 990.
       await slashAsSlasher(f, edgeC.address, 100, false);
       await expectIneligible(f, edgeC.address);
-      const slots = [{ node: edgeC.address, prevBound: 0n, newBound: 1n, work: 1n }, PADDING];
+      const slot = { node: edgeC.address, prevBound: 0n, newBound: 1n, work: 1n };
+      const slots = [{ ...slot, ...(await signSlotConsent(edgeC, f.domain, epoch, slot)) }, PADDING];
       await token.transfer(edgeC.address, 10n ** 19n);
       await token.connect(edgeC).approve(await registry.getAddress(), 10n ** 19n);
       await registry.connect(edgeC).stake(10n ** 19n);
@@ -363,11 +339,11 @@ describe("RelayRollup", () => {
       const submit = (slot: RollupSlot) =>
         rollup.connect(guardian).submitBatch(epoch, tree.root, [slot, PADDING], DUMMY_PROOF);
       const big = 1n << 200n;
-      await expect(submit({ node: edgeA.address, prevBound: 0n, newBound: big, work: 1n }))
+      await expect(submit({ node: edgeA.address, prevBound: 0n, newBound: big, work: 1n, ...NO_CONSENT }))
         .to.be.revertedWithCustomError(rollup, "RollupBoundTooLarge")
         .withArgs(big);
       const lots = 1n << 56n;
-      await expect(submit({ node: edgeA.address, prevBound: 0n, newBound: 1n, work: lots }))
+      await expect(submit({ node: edgeA.address, prevBound: 0n, newBound: 1n, work: lots, ...NO_CONSENT }))
         .to.be.revertedWithCustomError(rollup, "RollupWorkTooLarge")
         .withArgs(lots);
     });

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
-import type { ContractTransactionResponse } from "ethers";
+import { ZeroAddress, type ContractTransactionResponse } from "ethers";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
 import { impersonateAccount, loadFixture, mine, setBalance, time } from "@nomicfoundation/hardhat-network-helpers";
 import { deployProtocolFixture } from "../fixtures/protocol";
@@ -1091,13 +1091,13 @@ describe("NodeRegistry", () => {
     it("tells in one read whether a node's self-stake meets its minimum, and follows it leaving and returning", async () => {
       const f = await loadFixture(stakingFixture);
       const { registry, opA } = f;
-      expect(await registry.nodeStanding(opA.address)).to.deep.equal([0n, 0n, false]);
+      expect(await registry.nodeStanding(opA.address)).to.deep.equal([0n, 0n, false, ZeroAddress]);
       await expect(registerNode(f, opA)).to.emit(registry, "NodeQualificationChanged").withArgs(opA.address, true);
-      expect(await registry.nodeStanding(opA.address)).to.deep.equal([BigInt(NodeRole.Edge), 0n, true]);
+      expect(await registry.nodeStanding(opA.address)).to.deep.equal([BigInt(NodeRole.Edge), 0n, true, opA.address]);
       await expect(registry.connect(opA).unbond(opA.address, await registry.stakeOf(opA.address, opA.address)))
         .to.emit(registry, "NodeQualificationChanged")
         .withArgs(opA.address, false);
-      expect(await registry.nodeStanding(opA.address)).to.deep.equal([BigInt(NodeRole.Edge), 0n, false]);
+      expect(await registry.nodeStanding(opA.address)).to.deep.equal([BigInt(NodeRole.Edge), 0n, false, opA.address]);
       await (await registry.connect(opA).stake(await f.parameters.minStake(NodeRole.Edge))).wait();
       expect((await registry.nodeStanding(opA.address))[2]).to.equal(true);
     });
@@ -1109,7 +1109,7 @@ describe("NodeRegistry", () => {
       await expect(registry.connect(slasher).slash(opA.address, 100, false))
         .to.emit(registry, "NodeQualificationChanged")
         .withArgs(opA.address, false);
-      expect(await registry.nodeStanding(opA.address)).to.deep.equal([BigInt(NodeRole.Edge), 0n, false]);
+      expect(await registry.nodeStanding(opA.address)).to.deep.equal([BigInt(NodeRole.Edge), 0n, false, opA.address]);
       expect(await registry.isActive(opA.address)).to.equal(false);
       await expect(registry.connect(opA).stake(10n * TOKEN)) // 990 + 10: the minimum again
         .to.emit(registry, "NodeQualificationChanged")

@@ -6,9 +6,13 @@
  *     proves (1 slot x 3 bills);
  *   - settlement gas: total per batch, per slot beyond the verifier, per bill, beside the EIP-1108 floor
  *     (181,000 + about 6,150 per public input).
+ *   - the edge node's relay (issue 5): messages/s and MB/s of 4,096-byte packets through one edge node beside a raw
+ *     libp2p stream between the same two hosts, the latency one more hop adds (p50/p99), and the memory of 10,000
+ *     cached messages (the relay's replay cache, and the inbox's sqlite store).
  * Targets (issue 3): constraints per bill within 15% of the floor; contract overhead beyond the verifier at most
  * 30,000 gas per slot (the node's consent puts it near 35,000: docs/PROOF_OF_RELAY.md). The figures are printed,
  * never asserted: speed lives here, not in tests.
+ * `SEND_BENCH=relay npm run bench` (or proof, gas, constraints, comma-separated) runs only those sections.
  */
 import { time } from "@nomicfoundation/hardhat-network-helpers";
 import { keccak256, toUtf8Bytes, getBytes, Contract } from "ethers";
@@ -20,6 +24,19 @@ import { billKeyOf, nodeIdFromAddress, recipientKeyHash, signBill } from "../sdk
 import { buildRelayBatch, RELAY_BATCH_TEST_PARAMS, relayCircuitParams } from "../sdk/bill/batchInput";
 import { loadCircuitConfig } from "../scripts/lib/circom";
 import { proveRelayBatch } from "../sdk/bill/prove";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import type { Multiaddr } from "@multiformats/multiaddr" with { "resolution-mode": "import" };
+import type { Stream } from "@libp2p/interface" with { "resolution-mode": "import" };
+import { createEdgeHost, type EdgeHost } from "../node/host";
+import { openNodeDatabase } from "../node/db";
+import { InboxStore, DEFAULT_INBOX_QUOTA } from "../node/inbox";
+import { wrapPacket, PACKET_BYTES, type Hop } from "../sdk/wire/onion";
+import { RELAY_MAX_FRAME_BYTES, RELAY_PACKET_TYPE, RELAY_PROTOCOL, encodeFrame } from "../sdk/wire/frame";
 
 /* eslint-disable @typescript-eslint/no-require-imports */
 const snarkjs = require("snarkjs") as { r1cs: { info(file: string): Promise<{ nConstraints: number }> } };
@@ -129,11 +146,234 @@ async function gasFigures(): Promise<void> {
   log(`  per bill settled in the 2-slot batch: ${gasTwo / 3n}`);
 }
 
+// --- the edge node's relay ------------------------------------------------------------------------------------------
+
+/** Packets per throughput run. */
+const RELAY_PACKETS = 2_000;
+/** Streams the sender keeps open to the entry at once (the relay peels each stream's frames in order). */
+const RELAY_STREAMS = 8;
+/** Packets timed one at a time for latency. */
+const LATENCY_SAMPLES = 200;
+/** Messages in the memory figures. */
+const CACHED = 10_000;
+const RAW_PROTOCOL = "/sending/bench/raw/1.0.0";
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+/** Heap used after a full collection (v8's gc exposed through a fresh context). */
+function heapAfterGc(): number {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  gc();
+  gc();
+  return process.memoryUsage().heapUsed;
+}
+
+async function writeAll(stream: Stream, chunks: readonly Uint8Array[]): Promise<void> {
+  for (const chunk of chunks) if (!stream.send(chunk)) await stream.onDrain();
+  await stream.close();
+  for await (const chunk of stream) void chunk;
+}
+
+export async function relayFigures(print: (line: string) => void): Promise<void> {
+  print("== edge node relay (4,096-byte packets, TCP + Noise + Yamux on 127.0.0.1) ==");
+  const root = await mkdtemp(path.join(tmpdir(), "sending-bench-relay-"));
+  const hosts: EdgeHost[] = [];
+  try {
+    let delivered = 0;
+    let onDelivered: (() => void) | undefined;
+    // Packets a relay refused (a forward that failed): counted, so a loss shows in the figures instead of a hang.
+    let lost = 0;
+    const onOutcome = (o: { kind: string }) => {
+      if (o.kind === "refused") {
+        lost++;
+        onDelivered?.();
+      }
+    };
+    const exit = await createEdgeHost({
+      dataDir: path.join(root, "exit"),
+      relay: {
+        onDeliver: () => {
+          delivered++;
+          onDelivered?.();
+        },
+        onOutcome: (o) => onOutcome(o),
+      },
+    });
+    hosts.push(exit);
+    const peersOf = (...hs: EdgeHost[]) =>
+      new Map<string, Multiaddr[]>(hs.map((h) => [h.libp2p.peerId.toString(), h.libp2p.getMultiaddrs()]));
+    const middle = await createEdgeHost({
+      dataDir: path.join(root, "middle"),
+      relay: { peers: peersOf(exit), onOutcome },
+    });
+    hosts.push(middle);
+    const entry = await createEdgeHost({
+      dataDir: path.join(root, "entry"),
+      relay: { peers: peersOf(exit, middle), onOutcome },
+    });
+    hosts.push(entry);
+    const sender = await createEdgeHost({ dataDir: path.join(root, "sender") });
+    hosts.push(sender);
+    for (const h of [entry, exit]) {
+      await sender.libp2p.peerStore.merge(h.libp2p.peerId, { multiaddrs: h.libp2p.getMultiaddrs() });
+    }
+    const hop = (h: EdgeHost): Hop => ({
+      peerId: h.libp2p.peerId.toMultihash().bytes,
+      relayPublicKey: h.relayPublicKey,
+    });
+    const recipient = new Uint8Array(20).fill(7);
+    const payload = new Uint8Array(1_000).fill(1);
+    const packets = (route: EdgeHost[], n: number) =>
+      Array.from({ length: n }, () =>
+        encodeFrame(RELAY_PACKET_TYPE, wrapPacket(route.map(hop), recipient, payload), RELAY_MAX_FRAME_BYTES),
+      );
+    const waitFor = (target: number) =>
+      new Promise<void>((resolve) => {
+        if (delivered + lost >= target) return resolve();
+        onDelivered = () => {
+          if (delivered + lost >= target) {
+            onDelivered = undefined;
+            resolve();
+          }
+        };
+      });
+
+    // Throughput through one edge node: sender → entry (peel, forward) → exit (peel, deliver).
+    const frames = packets([entry, exit], RELAY_PACKETS + 100);
+    const warm = frames.splice(0, 100);
+    await writeAll(await sender.libp2p.dialProtocol(entry.libp2p.peerId, RELAY_PROTOCOL), warm);
+    await waitFor(100);
+    delivered = 0;
+    lost = 0;
+    let t0 = process.hrtime.bigint();
+    await Promise.all(
+      Array.from({ length: RELAY_STREAMS }, async (_, i) => {
+        const mine = frames.filter((_, j) => j % RELAY_STREAMS === i);
+        await writeAll(await sender.libp2p.dialProtocol(entry.libp2p.peerId, RELAY_PROTOCOL), mine);
+      }),
+    );
+    await waitFor(RELAY_PACKETS);
+    const relaySeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+
+    // The same bytes on a raw libp2p stream between the sender and the exit, read and dropped.
+    let rawBytes = 0;
+    let rawDone: (() => void) | undefined;
+    await exit.libp2p.handle(RAW_PROTOCOL, async (stream) => {
+      for await (const chunk of stream) {
+        rawBytes += chunk.byteLength;
+        if (rawBytes >= RELAY_PACKETS * (PACKET_BYTES + 5)) rawDone?.();
+      }
+      await stream.close();
+    });
+    const raw = frames.map(() => new Uint8Array(PACKET_BYTES + 5).fill(3));
+    const rawFinished = new Promise<void>((resolve) => (rawDone = resolve));
+    t0 = process.hrtime.bigint();
+    const rawStream = await sender.libp2p.dialProtocol(exit.libp2p.peerId, RAW_PROTOCOL);
+    for (const chunk of raw) if (!rawStream.send(chunk)) await rawStream.onDrain();
+    await rawFinished;
+    const rawSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    await rawStream.close();
+
+    const throughLost = lost;
+    const mb = (RELAY_PACKETS * PACKET_BYTES) / 1e6;
+    print(
+      `  through one edge node: ${(RELAY_PACKETS / relaySeconds).toFixed(0)} messages/s, ${(mb / relaySeconds).toFixed(1)} MB/s (${RELAY_STREAMS} sender streams, a fresh stream per forward; ${throughLost} lost)`,
+    );
+    print(
+      `  raw libp2p stream, same two hosts' stack: ${(RELAY_PACKETS / rawSeconds).toFixed(0)} packets/s, ${(mb / rawSeconds).toFixed(1)} MB/s`,
+    );
+
+    // Latency: one packet at a time, 2 hops against 3 hops; the difference is what one more hop adds.
+    const latency = async (route: EdgeHost[]) => {
+      const samples: number[] = [];
+      const batch = packets(route, LATENCY_SAMPLES);
+      for (const frame of batch) {
+        const target = delivered + lost + 1;
+        const start = process.hrtime.bigint();
+        const done = waitFor(target);
+        await writeAll(await sender.libp2p.dialProtocol(entry.libp2p.peerId, RELAY_PROTOCOL), [frame]);
+        await done;
+        samples.push(Number(process.hrtime.bigint() - start) / 1e6);
+      }
+      return samples.sort((a, b) => a - b);
+    };
+    const two = await latency([entry, exit]);
+    const three = await latency([entry, middle, exit]);
+    print(
+      `  send to delivery, 2 hops: p50 ${percentile(two, 50).toFixed(2)} ms, p99 ${percentile(two, 99).toFixed(2)} ms; 3 hops: p50 ${percentile(three, 50).toFixed(2)} ms, p99 ${percentile(three, 99).toFixed(2)} ms`,
+    );
+    print(
+      `  added per hop: p50 ${(percentile(three, 50) - percentile(two, 50)).toFixed(2)} ms, p99 ${(percentile(three, 99) - percentile(two, 99)).toFixed(2)} ms`,
+    );
+
+    // Memory: the replay cache after 10,000 more packets, and 10,000 stored 1 KB messages in the inbox.
+    const replayFrames = packets([entry, exit], CACHED);
+    const before = heapAfterGc();
+    const target = delivered + lost + CACHED;
+    await Promise.all(
+      Array.from({ length: RELAY_STREAMS }, async (_, i) => {
+        const mine = replayFrames.filter((_, j) => j % RELAY_STREAMS === i);
+        await writeAll(await sender.libp2p.dialProtocol(entry.libp2p.peerId, RELAY_PROTOCOL), mine);
+      }),
+    );
+    await waitFor(target);
+    const relayHeap = heapAfterGc() - before;
+    if (replayFrames.length !== CACHED) throw new Error("relayFigures: the frames must stay alive while measured");
+    // The replay cache alone, built as the relay builds it (flat hex strings of 32-byte epks in a Set).
+    const cacheBefore = heapAfterGc();
+    const cache = new Set<string>();
+    for (let i = 0; i < CACHED; i++) cache.add(Buffer.from(randomBytes(32)).toString("hex"));
+    const cacheHeap = heapAfterGc() - cacheBefore;
+    if (cache.size !== CACHED) throw new Error("relayFigures: the cache must stay alive while measured");
+    print(
+      `  replay cache: ${(cacheHeap / 1e6).toFixed(2)} MB per ${CACHED} packets remembered (${(cacheHeap / CACHED).toFixed(0)} bytes each; ${(((cacheHeap / CACHED) * 65_536) / 1e6).toFixed(1)} MB at the 65,536 cap); the whole process's heap moved by ${(relayHeap / 1e6).toFixed(2)} MB over those ${CACHED} relayed packets`,
+    );
+
+    const dbFile = path.join(root, "inbox.db");
+    const db = openNodeDatabase(dbFile);
+    const store = new InboxStore(db);
+    const heapBefore = heapAfterGc();
+    const now = Date.now();
+    for (let i = 0; i < CACHED; i++) {
+      const id = new Uint8Array(16);
+      new DataView(id.buffer).setUint32(0, i);
+      const recipientId = new Uint8Array(20).fill(i % 100);
+      store.insert(
+        {
+          recipientId,
+          messageId: id,
+          storedAt: now,
+          expiresAt: now + 3_600_000,
+          envelope: payload,
+          promiseSignature: new Uint8Array(65).fill(9),
+        },
+        DEFAULT_INBOX_QUOTA,
+        now,
+      );
+    }
+    const inboxHeap = heapAfterGc() - heapBefore;
+    db.close();
+    const size = (await stat(dbFile)).size;
+    print(
+      `  inbox: ${CACHED} messages of ${payload.length} bytes: ${(size / 1e6).toFixed(2)} MB on disk (${(size / CACHED).toFixed(0)} bytes each), ${(inboxHeap / 1e6).toFixed(2)} MB of heap held`,
+    );
+  } finally {
+    await Promise.all(hosts.map((h) => h.stop()));
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
-  await constraintFigures();
-  await provingFigures();
-  await gasFigures();
+  const only = process.env.SEND_BENCH?.split(",").map((s) => s.trim());
+  const want = (name: string) => only === undefined || only.includes(name);
+  if (want("constraints")) await constraintFigures();
+  if (want("proof")) await provingFigures();
+  if (want("gas")) await gasFigures();
+  if (want("relay")) await relayFigures(log);
   log(`bench done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
   await releaseCurves();
 }

@@ -2,8 +2,9 @@
  * The edge node's half of the layered-packet relay (`/sending/relay/1.0.0`): each inbound stream carries frames of
  * type RELAY_PACKET_TYPE, one PACKET_BYTES packet each (sdk/wire/frame.ts, sdk/wire/onion.ts). The relay peels one
  * layer with its X25519 relay key and either forwards the inner packet to the next hop (a fresh stream to that
- * peer, dialled from the peer map that stands in for discovery from the registry) or, at the exit, hands the payload
- * to `onDeliver`. A frame or packet it cannot use is answered with an error frame (type 0xFF) on the same stream; a
+ * peer, whose addresses come from `resolvePeer`: the live map node/discovery.ts keeps from the NodeRegistry, or a
+ * static `peers` map in tests) or, at the exit, hands the payload to `onDeliver` (node/edge.ts parses it with
+ * `parseDelivery` and gives it to the inbox). A frame or packet it cannot use is answered with an error frame (type 0xFF) on the same stream; a
  * successful packet gets no answer. After a framing error the stream is out of sync: the relay answers, closes it
  * and keeps serving other streams.
  *
@@ -15,10 +16,12 @@
  */
 import { x25519 } from "@noble/curves/ed25519.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
-import type { Connection, Libp2p, Logger, PeerId, Stream } from "@libp2p/interface" with {
+import type { Connection, Libp2p, PeerId, Stream } from "@libp2p/interface" with {
   "resolution-mode": "import",
 };
 import type { Multiaddr } from "@multiformats/multiaddr" with { "resolution-mode": "import" };
+import { ED25519_PEER_ID_BYTES, peerIdFromEd25519PublicKey } from "../sdk/net/peerId";
+import { createLogger, type Logger } from "./log";
 import {
   ERROR_FRAME_TYPE,
   FrameDecoder,
@@ -38,21 +41,54 @@ import { EPK_BYTES, OnionError, PACKET_BYTES, peel, type PeelResult } from "../s
 /** A forward gives up after this long: a hop that cannot reach the next one in 10 s will not be helped by waiting. */
 export const FORWARD_TIMEOUT_MS = 10_000;
 /**
- * Epks of peeled packets remembered against replays: 65,536 × 32 bytes is 2 MiB. The oldest are forgotten first, so
- * a replay older than that many packets passes; a replay cache per relay key lifetime is the daemon's next step.
+ * Epks of peeled packets remembered against replays: 65,536 flat hex strings, about 7.5 MB (bench/relay.ts measures
+ * 114 bytes each). The oldest are forgotten first, so a replay older than that many packets passes; a replay cache
+ * per relay key lifetime is the daemon's next step.
  */
 export const MAX_REPLAY_CACHE = 65_536;
+/**
+ * Forwards one inbound stream may have in flight: a sender pipelining packets is not held to one round trip per
+ * packet, and a stream cannot make the relay open more than 16 outbound streams at once.
+ */
+export const MAX_PIPELINED_FORWARDS = 16;
+/**
+ * Relay streams a peer may have open to this node, and this node to a peer, at once: libp2p's defaults (32 in, 64 out)
+ * would reset the streams of a busy previous hop's pipelined forwards.
+ */
+export const RELAY_MAX_STREAMS = 256;
+/** Forwards in flight towards one next hop: well below RELAY_MAX_STREAMS, so the next hop never resets one. */
+export const MAX_FORWARDS_PER_PEER = 32;
 /** Hop records kept for inspection (tests, metrics): the newest 1,024. */
 export const MAX_HOP_RECORDS = 1_024;
 
-/** Called at the exit with the recipient id and the (end-to-end encrypted) payload. */
-export type DeliverCallback = (recipientId: Uint8Array, payload: Uint8Array) => void | Promise<void>;
+/**
+ * Called at the exit with the recipient id and the payload (a `Delivery`, sdk/wire/messages.ts). Returns nothing when
+ * the payload was taken, or the error answer for the previous hop (NOT_FOUND when this node is not a home node of
+ * the recipient, MALFORMED for a payload that does not parse, …).
+ */
+export type DeliverCallback = (
+  recipientId: Uint8Array,
+  payload: Uint8Array,
+) => void | ErrorAnswer | Promise<void | ErrorAnswer>;
+
+/** A next hop's addresses, as discovery knows them; undefined for a peer that is not a staked edge node. */
+export type PeerResolver = (peerId: string) => { readonly multiaddrs: readonly string[] } | undefined;
+
+/** What became of one relay frame, for metrics. */
+export type RelayOutcome =
+  | { readonly kind: "forwarded" }
+  | { readonly kind: "delivered" }
+  | { readonly kind: "refused"; readonly code: WireErrorCode };
 
 export interface EdgeRelayInit {
   /** This node's X25519 relay secret key (32 bytes). */
   readonly relayPrivateKey: Uint8Array;
-  /** Next hops this node may forward to, by peer id string ("12D3KooW…"): a stand-in for registry discovery. */
+  /** Next hops this node may forward to, by peer id string ("12D3KooW…"): a fixed map, for tests. */
   readonly peers?: ReadonlyMap<string, readonly Multiaddr[]>;
+  /** Live next-hop lookup (discovery), asked when `peers` does not know the peer. */
+  readonly resolvePeer?: PeerResolver;
+  /** Told what became of each frame (metrics). */
+  readonly onOutcome?: (outcome: RelayOutcome) => void;
   /** Exit delivery; without one the node refuses deliver layers (NOT_FOUND). */
   readonly onDeliver?: DeliverCallback;
   /** Per-forward timeout; FORWARD_TIMEOUT_MS if omitted. */
@@ -78,11 +114,17 @@ export class EdgeRelayError extends Error {
 }
 
 /** The part of a libp2p node the relay uses. */
-export type RelayHost = Pick<Libp2p, "handle" | "unhandle" | "dialProtocol" | "peerStore" | "logger">;
+export type RelayHost = Pick<Libp2p, "handle" | "unhandle" | "dialProtocol" | "hangUp" | "peerStore">;
 
 interface KnownPeer {
   readonly peerId: PeerId;
   readonly multiaddrs: readonly Multiaddr[];
+}
+
+/** The ESM helpers the relay needs, loaded once at start. */
+interface Libp2pHelpers {
+  readonly peerIdFromString: (id: string) => PeerId;
+  readonly multiaddr: (address: string) => Multiaddr;
 }
 
 /** An answer for the previous hop, or undefined when the packet was handled. */
@@ -98,6 +140,8 @@ export class EdgeRelay {
   private readonly records: HopRecord[] = [];
   private controller = new AbortController();
   private started = false;
+  private helpers: Libp2pHelpers | undefined;
+  private readonly gates = new Map<string, { active: number; waiting: (() => void)[] }>(); // next hop → forward slots
 
   constructor(host: RelayHost, init: EdgeRelayInit) {
     if (!(init.relayPrivateKey instanceof Uint8Array) || init.relayPrivateKey.length !== 32) {
@@ -106,7 +150,7 @@ export class EdgeRelay {
     this.host = host;
     this.init = init;
     this.relayPublicKey = x25519.getPublicKey(init.relayPrivateKey);
-    this.log = host.logger.forComponent("sending:relay");
+    this.log = createLogger("relay");
   }
 
   /** What this node saw of each packet it handled, oldest first. */
@@ -120,14 +164,21 @@ export class EdgeRelay {
 
   async start(): Promise<void> {
     if (this.started) return;
-    const { peerIdFromString } = await import("@libp2p/peer-id");
+    const [{ peerIdFromString }, { multiaddr }] = await Promise.all([
+      import("@libp2p/peer-id"),
+      import("@multiformats/multiaddr"),
+    ]);
+    this.helpers = { peerIdFromString, multiaddr };
     this.knownPeers.clear();
     for (const [id, multiaddrs] of this.init.peers ?? new Map<string, readonly Multiaddr[]>()) {
       const peerId = peerIdFromString(id);
       this.knownPeers.set(bytesToHex(peerId.toMultihash().bytes), { peerId, multiaddrs });
     }
     this.controller = new AbortController();
-    await this.host.handle(RELAY_PROTOCOL, (stream, connection) => this.handleStream(stream, connection));
+    await this.host.handle(RELAY_PROTOCOL, (stream, connection) => this.handleStream(stream, connection), {
+      maxInboundStreams: RELAY_MAX_STREAMS,
+      maxOutboundStreams: RELAY_MAX_STREAMS,
+    });
     this.started = true;
   }
 
@@ -141,6 +192,7 @@ export class EdgeRelay {
   private async handleStream(stream: Stream, connection: Connection): Promise<void> {
     const from = connection.remotePeer.toString();
     const decoder = new FrameDecoder(RELAY_MAX_FRAME_BYTES);
+    const inFlight = new Set<Promise<void>>();
     try {
       for await (const chunk of stream) {
         let frames: Frame[];
@@ -149,25 +201,36 @@ export class EdgeRelay {
         } catch (error) {
           if (!(error instanceof FrameError)) throw error;
           const code = error.code === "FRAME_TOO_LARGE" ? WireErrorCode.TOO_LARGE : WireErrorCode.MALFORMED;
+          this.init.onOutcome?.({ kind: "refused", code });
+          await Promise.allSettled(inFlight);
           await this.answer(stream, { code, message: error.message });
           await stream.close();
           await stream.closeRead();
           return;
         }
         for (const frame of frames) {
-          const outcome = await this.handleFrame(frame.type, frame.body, from);
-          if (outcome !== undefined) await this.answer(stream, outcome);
+          // Frames of one stream are peeled in order; their forwards overlap, up to MAX_PIPELINED_FORWARDS.
+          const task = this.handleFrame(frame.type, frame.body, from).then(async (outcome) => {
+            if (outcome === undefined) return;
+            this.init.onOutcome?.({ kind: "refused", code: outcome.code });
+            await this.answer(stream, outcome);
+          });
+          inFlight.add(task);
+          void task.finally(() => inFlight.delete(task)).catch(() => undefined);
+          if (inFlight.size >= MAX_PIPELINED_FORWARDS) await Promise.race(inFlight);
         }
       }
+      await Promise.all(inFlight);
       try {
         decoder.end();
       } catch (error) {
         if (!(error instanceof FrameError)) throw error;
+        this.init.onOutcome?.({ kind: "refused", code: WireErrorCode.MALFORMED });
         await this.answer(stream, { code: WireErrorCode.MALFORMED, message: error.message });
       }
       await stream.close();
     } catch (error) {
-      this.log.error("relay stream from %s failed: %s", from, (error as Error).message);
+      this.log.debug("relay stream failed", { from, error });
       stream.abort(error as Error);
     }
   }
@@ -192,27 +255,59 @@ export class EdgeRelay {
       if (!(error instanceof OnionError)) throw error;
       return { code: WireErrorCode.MALFORMED, message: error.message };
     }
-    const epk = bytesToHex(body.subarray(0, EPK_BYTES));
+    // A flat string (Buffer's hex), not a chain of concatenations: the cache holds up to 65,536 of them.
+    const epk = Buffer.from(body.buffer, body.byteOffset, EPK_BYTES).toString("hex");
     if (this.replayCache.has(epk)) return { code: WireErrorCode.REPLAYED, message: "relay: packet seen before" };
     this.remember(epk);
 
     if ("forward" in result) {
-      const next = this.knownPeers.get(bytesToHex(result.forward));
+      const next = this.nextHop(result.forward);
       if (next === undefined) return { code: WireErrorCode.NOT_FOUND, message: "relay: unknown next hop" };
       this.record({ from, forwardTo: next.peerId.toString() });
-      return this.forward(next, result.packet);
+      const outcome = await this.forward(next, result.packet);
+      if (outcome === undefined) this.init.onOutcome?.({ kind: "forwarded" });
+      return outcome;
     }
     if (this.init.onDeliver === undefined) {
       return { code: WireErrorCode.NOT_FOUND, message: "relay: this node does not deliver" };
     }
-    this.record({ from, recipientId: bytesToHex(result.deliver) });
+    this.record({ from, recipientId: Buffer.from(result.deliver).toString("hex") });
+    let answer: void | ErrorAnswer;
     try {
-      await this.init.onDeliver(result.deliver, result.payload);
+      answer = await this.init.onDeliver(result.deliver, result.payload);
     } catch (error) {
-      this.log.error("delivery failed: %s", (error as Error).message);
+      this.log.error("delivery failed", { error });
       return { code: WireErrorCode.INTERNAL, message: "relay: delivery failed" };
     }
+    if (answer !== undefined) return answer;
+    this.init.onOutcome?.({ kind: "delivered" });
     return undefined;
+  }
+
+  /** The next hop named by a forward layer: the static map first, then discovery. */
+  private nextHop(multihash: Uint8Array): KnownPeer | undefined {
+    const known = this.knownPeers.get(bytesToHex(multihash));
+    if (known !== undefined) return known;
+    const helpers = this.helpers;
+    if (this.init.resolvePeer === undefined || helpers === undefined) return undefined;
+    // Edge nodes have Ed25519 peer ids: identity multihash 0x00 || 36 || protobuf(08 01 12 20 || key).
+    if (multihash.length !== ED25519_PEER_ID_BYTES || multihash[0] !== 0x00 || multihash[1] !== 36) return undefined;
+    let id: string;
+    try {
+      id = peerIdFromEd25519PublicKey(multihash.subarray(6));
+    } catch {
+      return undefined;
+    }
+    const found = this.init.resolvePeer(id);
+    if (found === undefined) return undefined;
+    try {
+      const peerId = helpers.peerIdFromString(id);
+      if (!bytesEqual(peerId.toMultihash().bytes, multihash)) return undefined;
+      return { peerId, multiaddrs: found.multiaddrs.map((a) => helpers.multiaddr(a)) };
+    } catch (error) {
+      this.log.warn("next hop has unusable addresses", { peer: id, error });
+      return undefined;
+    }
   }
 
   /** Sends the peeled packet to the next hop on a fresh stream and reads until that hop closes it. */
@@ -222,9 +317,22 @@ export class EdgeRelay {
       AbortSignal.timeout(this.init.forwardTimeoutMs ?? FORWARD_TIMEOUT_MS),
     ]);
     let stream: Stream | undefined;
+    const key = next.peerId.toString();
+    try {
+      await this.acquire(key, signal);
+    } catch {
+      return { code: WireErrorCode.INTERNAL, message: "relay: next hop busy" };
+    }
     try {
       await this.host.peerStore.merge(next.peerId, { multiaddrs: [...next.multiaddrs] }, { signal });
-      stream = await this.host.dialProtocol(next.peerId, RELAY_PROTOCOL, { signal });
+      try {
+        stream = await this.host.dialProtocol(next.peerId, RELAY_PROTOCOL, { signal });
+      } catch (error) {
+        // A connection whose muxer died can linger in the connection list: drop it and dial afresh, once.
+        if ((error as Error).name !== "ConnectionClosedError") throw error;
+        await this.host.hangUp(next.peerId, { signal }).catch(() => undefined);
+        stream = await this.host.dialProtocol(next.peerId, RELAY_PROTOCOL, { signal });
+      }
       if (!stream.send(encodeFrame(RELAY_PACKET_TYPE, packet, RELAY_MAX_FRAME_BYTES))) await stream.onDrain({ signal });
       await stream.close({ signal });
       const decoder = new FrameDecoder(RELAY_MAX_FRAME_BYTES);
@@ -232,16 +340,62 @@ export class EdgeRelay {
         for (const frame of decoder.push(chunk)) {
           if (frame.type !== ERROR_FRAME_TYPE) continue;
           const answer = parseErrorAnswer(frame.body);
-          this.log("next hop %s answered %d: %s", next.peerId.toString(), answer.code, answer.message);
+          this.log.debug("next hop answered", {
+            peer: next.peerId.toString(),
+            code: answer.code,
+            answer: answer.message,
+          });
         }
       }
       decoder.end();
       return undefined;
     } catch (error) {
-      this.log.error("forward to %s failed: %s", next.peerId.toString(), (error as Error).message);
+      this.log.warn("forward failed", { peer: next.peerId.toString(), error });
       stream?.abort(error as Error);
       return { code: WireErrorCode.INTERNAL, message: "relay: next hop unreachable" };
+    } finally {
+      this.release(key);
     }
+  }
+
+  /** Waits for one of the MAX_FORWARDS_PER_PEER forward slots towards `peer`. */
+  private async acquire(peer: string, signal: AbortSignal): Promise<void> {
+    let gate = this.gates.get(peer);
+    if (gate === undefined) {
+      gate = { active: 0, waiting: [] };
+      this.gates.set(peer, gate);
+    }
+    if (gate.active < MAX_FORWARDS_PER_PEER) {
+      gate.active++;
+      return;
+    }
+    const g = gate;
+    await new Promise<void>((resolve, reject) => {
+      const wake = () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      const onAbort = () => {
+        const i = g.waiting.indexOf(wake);
+        if (i >= 0) g.waiting.splice(i, 1);
+        reject(signal.reason as Error);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      g.waiting.push(wake);
+    });
+  }
+
+  /** Frees a forward slot towards `peer`, handing it to the next waiter if any. */
+  private release(peer: string): void {
+    const gate = this.gates.get(peer);
+    if (gate === undefined) return;
+    const next = gate.waiting.shift();
+    if (next !== undefined) {
+      next(); // the slot passes on: active stays the same
+      return;
+    }
+    gate.active--;
+    if (gate.active === 0) this.gates.delete(peer);
   }
 
   private async answer(stream: Stream, answer: ErrorAnswer): Promise<void> {
@@ -260,4 +414,10 @@ export class EdgeRelay {
     if (this.records.length >= MAX_HOP_RECORDS) this.records.shift();
     this.records.push(record);
   }
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

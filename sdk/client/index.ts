@@ -6,3 +6,5 @@
 export * from "./identity";
 export * from "./did";
 export * from "./backup";
+export * from "./envelope";
+export * from "./client";

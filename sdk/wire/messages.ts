@@ -31,7 +31,7 @@ export const MAX_TTL_SECONDS = 30 * 24 * 3600;
 export const REQUEST_WINDOW_MS = 5 * 60 * 1000;
 /** Most one-time prekeys in one publication (36 bytes each): a client tops up in batches. */
 export const MAX_ONE_TIME_PREKEYS = 100;
-/** Most bills in one hand-over to a guardian: 64 × 135 bytes fits BILLS_MAX_FRAME_BYTES. */
+/** Most bills in one SUBMIT or one BILLS page: 64 × 135 bytes fits BILLS_MAX_FRAME_BYTES. */
 export const MAX_BILLS_PER_SUBMISSION = 64;
 /** Largest timestamp: milliseconds that are still exact JavaScript integers (2^53 - 1). */
 const MAX_TIMESTAMP = Number.MAX_SAFE_INTEGER;
@@ -67,7 +67,11 @@ export const InboxType = {
   ACKED: 0x06, // home node → recipient: how many were deleted
   LIST: 0x07, // recipient → home node, signed: list up to `limit` ids
   LISTING: 0x08, // home node → recipient: ids, times and sizes
+  SUBSCRIBE: 0x09, // recipient → home node, signed: push MESSAGES on this stream, backlog first, then live
 } as const;
+
+/** Bytes of a store promise signature on the wire: an Ethereum signature r (32) || s (32) || v (1). */
+export const PROMISE_SIGNATURE_BYTES = 65;
 
 /** The signed fields common to fetch, list and ack. */
 export interface SignedRequestFields {
@@ -89,6 +93,13 @@ export interface StoreMessage {
 export interface StoredMessage {
   readonly type: typeof InboxType.STORED;
   readonly messageId: Uint8Array;
+  /**
+   * The StorePromise's expiry in Unix seconds (stored time + ttl). With keccak256 of the envelope and the recipient
+   * address it rebuilds the promise the signature covers (sdk/chain/slashing.ts).
+   */
+  readonly expiry: number;
+  /** The node signer's EIP-712 StorePromise signature (r || s || v, 65 bytes). */
+  readonly promiseSignature: Uint8Array;
 }
 export interface FetchMessage extends SignedRequestFields {
   readonly type: typeof InboxType.FETCH;
@@ -125,6 +136,12 @@ export interface ListingMessage {
   readonly type: typeof InboxType.LISTING;
   readonly entries: readonly ListEntry[];
 }
+/** Signed like FETCH, without a limit: the node answers with MESSAGES frames on the same stream until it closes. */
+export interface SubscribeMessage extends SignedRequestFields {
+  readonly type: typeof InboxType.SUBSCRIBE;
+}
+/** The signed inbox requests. */
+export type SignedInboxRequest = FetchMessage | ListMessage | AckMessage | SubscribeMessage;
 
 export type InboxMessage =
   | StoreMessage
@@ -134,18 +151,22 @@ export type InboxMessage =
   | AckMessage
   | AckedMessage
   | ListMessage
-  | ListingMessage;
+  | ListingMessage
+  | SubscribeMessage;
 
 /** A signed inbox request before it is signed. */
 export type UnsignedInboxRequest =
-  Omit<FetchMessage, "signature"> | Omit<ListMessage, "signature"> | Omit<AckMessage, "signature">;
+  | Omit<FetchMessage, "signature">
+  | Omit<ListMessage, "signature">
+  | Omit<AckMessage, "signature">
+  | Omit<SubscribeMessage, "signature">;
 
 const INBOX_DOMAIN = new TextEncoder().encode("SendingNetwork_InboxRequest_v1");
 
 /**
- * The bytes the recipient signs for a fetch, list or ack: "SendingNetwork_InboxRequest_v1" || type (1) ||
+ * The bytes the recipient signs for a fetch, list, ack or subscribe: "SendingNetwork_InboxRequest_v1" || type (1) ||
  * node peer id length (1) || node peer id || recipient id length (1) || recipient id || timestamp (8) || nonce (16)
- * || then limit (1) for fetch and list, or count (1) || message ids (16 each) for ack.
+ * || then limit (1) for fetch and list, count (1) || message ids (16 each) for ack, nothing for subscribe.
  */
 export function requestSigningBytes(nodePeerId: Uint8Array, request: UnsignedInboxRequest): Uint8Array {
   const w = new ByteWriter().bytes(INBOX_DOMAIN).u8(request.type);
@@ -154,7 +175,7 @@ export function requestSigningBytes(nodePeerId: Uint8Array, request: UnsignedInb
   return w.finish();
 }
 
-/** Signs a fetch, list or ack with the recipient's Ed25519 signing key, for the home node `nodePeerId`. */
+/** Signs a fetch, list, ack or subscribe with the recipient's Ed25519 signing key, for the home node `nodePeerId`. */
 export function signInboxRequest<T extends UnsignedInboxRequest>(
   nodePeerId: Uint8Array,
   request: T,
@@ -167,13 +188,13 @@ export function signInboxRequest<T extends UnsignedInboxRequest>(
 export type RequestCheck = "ok" | "bad-signature" | "stale";
 
 /**
- * Checks a parsed fetch, list or ack: the signature under the recipient's Ed25519 key (from its DID document), for
+ * Checks a parsed fetch, list, ack or subscribe: the signature under the recipient's Ed25519 key (from its DID document), for
  * this node, and the timestamp within REQUEST_WINDOW_MS of `nowMs`. The caller must also refuse a nonce it has seen
  * within the window.
  */
 export function checkInboxRequest(
   nodePeerId: Uint8Array,
-  request: FetchMessage | ListMessage | AckMessage,
+  request: SignedInboxRequest,
   signingPublicKey: Uint8Array,
   nowMs: number,
 ): RequestCheck {
@@ -195,10 +216,13 @@ export function encodeInboxMessage(message: InboxMessage): { type: number; body:
       break;
     case InboxType.STORED:
       w.bytes(fixed(message.messageId, MESSAGE_ID_BYTES, where, "message id"));
+      writeTimestamp(w, message.expiry, where);
+      w.bytes(fixed(message.promiseSignature, PROMISE_SIGNATURE_BYTES, where, "promise signature"));
       break;
     case InboxType.FETCH:
     case InboxType.LIST:
     case InboxType.ACK:
+    case InboxType.SUBSCRIBE:
       writeRequestFields(w, message, where);
       w.bytes(fixed(message.signature, SIGNATURE_LENGTH, where, "signature"));
       break;
@@ -243,8 +267,20 @@ export function parseInboxMessage(type: number, body: Uint8Array): InboxMessage 
       };
       break;
     case InboxType.STORED:
-      message = { type, messageId: r.bytes(MESSAGE_ID_BYTES, "message id") };
+      message = {
+        type,
+        messageId: r.bytes(MESSAGE_ID_BYTES, "message id"),
+        expiry: readTimestamp(r, where),
+        promiseSignature: r.bytes(PROMISE_SIGNATURE_BYTES, "promise signature"),
+      };
       break;
+    case InboxType.SUBSCRIBE: {
+      const recipientId = readId(r, where, "recipient id");
+      const timestamp = readTimestamp(r, where);
+      const nonce = r.bytes(NONCE_BYTES, "nonce");
+      message = { type, recipientId, timestamp, nonce, signature: r.bytes(SIGNATURE_LENGTH, "signature") };
+      break;
+    }
     case InboxType.FETCH:
     case InboxType.LIST: {
       const recipientId = readId(r, where, "recipient id");
@@ -292,10 +328,72 @@ export function parseInboxMessage(type: number, body: Uint8Array): InboxMessage 
       break;
     }
     default:
-      throw new MessageError("MESSAGE_UNKNOWN_TYPE", `${where}: expected an inbox type 1..8, got ${type}`);
+      throw new MessageError("MESSAGE_UNKNOWN_TYPE", `${where}: expected an inbox type 1..9, got ${type}`);
   }
   r.end();
   return message;
+}
+
+// --- exit delivery -------------------------------------------------------------------------------------------------
+
+/** First byte of an exit delivery payload: what the payload is, so other deliverable kinds can follow. */
+export const DELIVERY_KIND_INBOX = 0x01;
+/** Bytes before the envelope in a delivery payload: kind (1) || message id (16) || ttl seconds (4). */
+export const DELIVERY_HEADER_BYTES = 1 + MESSAGE_ID_BYTES + 4;
+/** Largest envelope a delivery carries: what a 3-hop packet's payload leaves after the delivery header. */
+export const MAX_DELIVERY_ENVELOPE_BYTES = MAX_PAYLOAD_BYTES - DELIVERY_HEADER_BYTES;
+
+/** What the sender puts in the onion payload for the exit node to store in the recipient's inbox. */
+export interface Delivery {
+  /** Random, chosen by the sender: home nodes deduplicate replicas by it. */
+  readonly messageId: Uint8Array;
+  /** How long the home nodes keep it for an offline recipient: 1..MAX_TTL_SECONDS. */
+  readonly ttlSeconds: number;
+  /** The end-to-end encrypted envelope, 1..MAX_DELIVERY_ENVELOPE_BYTES. */
+  readonly envelope: Uint8Array;
+}
+
+/**
+ * The exit payload: kind (1, DELIVERY_KIND_INBOX) || message id (16) || ttl seconds (4, 1..MAX_TTL_SECONDS) ||
+ * envelope (the rest, 1..MAX_DELIVERY_ENVELOPE_BYTES). The onion's deliver header carries the payload's exact
+ * length, so the envelope needs no length of its own.
+ */
+export function encodeDelivery(delivery: Delivery): Uint8Array {
+  const where = "encodeDelivery";
+  const envelope = delivery.envelope;
+  if (!(envelope instanceof Uint8Array) || envelope.length === 0 || envelope.length > MAX_DELIVERY_ENVELOPE_BYTES) {
+    throw badArgument(`${where}: expected an envelope of 1..${MAX_DELIVERY_ENVELOPE_BYTES} bytes`);
+  }
+  return new ByteWriter()
+    .u8(DELIVERY_KIND_INBOX)
+    .bytes(fixed(delivery.messageId, MESSAGE_ID_BYTES, where, "message id"))
+    .u32(ranged(delivery.ttlSeconds, 1, MAX_TTL_SECONDS, where, "ttlSeconds"))
+    .bytes(envelope)
+    .finish();
+}
+
+/** Parses an exit payload strictly (known kind, ttl in range, a non-empty envelope), or throws MessageError. */
+export function parseDelivery(payload: Uint8Array): Delivery {
+  const where = "parseDelivery";
+  if (!(payload instanceof Uint8Array)) throw malformed(`${where}: expected the payload as Uint8Array`);
+  if (payload.length <= DELIVERY_HEADER_BYTES || payload.length > MAX_PAYLOAD_BYTES) {
+    throw malformed(
+      `${where}: expected ${DELIVERY_HEADER_BYTES + 1}..${MAX_PAYLOAD_BYTES} bytes, got ${payload.length}`,
+    );
+  }
+  const r = new ByteReader(payload, where, malformed);
+  const kind = r.u8("kind");
+  if (kind !== DELIVERY_KIND_INBOX) {
+    throw new MessageError(
+      "MESSAGE_UNKNOWN_TYPE",
+      `${where}: expected delivery kind ${DELIVERY_KIND_INBOX}, got ${kind}`,
+    );
+  }
+  const messageId = r.bytes(MESSAGE_ID_BYTES, "message id");
+  const ttlSeconds = readRanged(r.u32("ttlSeconds"), 1, MAX_TTL_SECONDS, where, "ttlSeconds");
+  const envelope = r.bytes(payload.length - DELIVERY_HEADER_BYTES, "envelope");
+  r.end();
+  return { messageId, ttlSeconds, envelope };
 }
 
 // --- prekeys -------------------------------------------------------------------------------------------------------
@@ -449,8 +547,10 @@ export function parsePrekeysMessage(type: number, body: Uint8Array): PrekeysMess
 
 /** Type bytes of the bills protocol. */
 export const BillsType = {
-  SUBMIT: 0x01, // edge node → guardian: its latest signed bills
-  ACCEPTED: 0x02, // guardian → edge node: how many it kept (the rest failed verification or were stale)
+  SUBMIT: 0x01, // recipient → edge node: bills it signed for this node (the node keeps the largest per key and epoch)
+  ACCEPTED: 0x02, // edge node → recipient: how many it kept (the rest failed verification, were stale or smaller)
+  COLLECT: 0x03, // guardian → edge node: send me the bills you hold for this epoch
+  BILLS: 0x04, // edge node → guardian: one page of at most 64 bills, `more` set on every page but the last
 } as const;
 
 export interface SubmitBillsMessage {
@@ -461,59 +561,117 @@ export interface BillsAcceptedMessage {
   readonly type: typeof BillsType.ACCEPTED;
   readonly accepted: number;
 }
-export type BillsMessage = SubmitBillsMessage | BillsAcceptedMessage;
+export interface CollectBillsMessage {
+  readonly type: typeof BillsType.COLLECT;
+  /** The epoch whose bills the guardian wants (a uint64). */
+  readonly epoch: bigint;
+}
+export interface BillsPageMessage {
+  readonly type: typeof BillsType.BILLS;
+  /** Up to MAX_BILLS_PER_SUBMISSION bills; an empty last page when the node holds none. */
+  readonly bills: readonly SignedBill[];
+  /** True when another BILLS page follows on the same stream. */
+  readonly more: boolean;
+}
+export type BillsMessage = SubmitBillsMessage | BillsAcceptedMessage | CollectBillsMessage | BillsPageMessage;
 
-/** Encodes a bills message: SUBMIT is count (1) || count × 135-byte signed bills (sdk/bill/bill.ts). */
+/** Largest epoch on the wire: bills carry a uint64 epoch. */
+const MAX_EPOCH_U64 = (1n << 64n) - 1n;
+
+/**
+ * Encodes a bills message: SUBMIT is count (1, 1..64) || count × 135-byte signed bills (sdk/bill/bill.ts); ACCEPTED is
+ * count (1); COLLECT is epoch (8, big-endian); BILLS is more (1, 0 or 1) || count (1, 0..64) || count × 135 bytes.
+ */
 export function encodeBillsMessage(message: BillsMessage): { type: number; body: Uint8Array } {
   const where = "encodeBillsMessage";
   const w = new ByteWriter();
-  if (message.type === BillsType.SUBMIT) {
-    w.u8(ranged(message.bills.length, 1, MAX_BILLS_PER_SUBMISSION, where, "bill count"));
-    for (const bill of message.bills) {
-      try {
-        w.bytes(encodeSignedBill(bill));
-      } catch (e) {
-        throw badArgument(`${where}: ${(e as Error).message}`);
+  switch (message.type) {
+    case BillsType.SUBMIT:
+      writeBills(w, message.bills, 1, where);
+      break;
+    case BillsType.ACCEPTED:
+      w.u8(ranged(message.accepted, 0, MAX_BILLS_PER_SUBMISSION, where, "accepted count"));
+      break;
+    case BillsType.COLLECT: {
+      const epoch = message.epoch;
+      if (typeof epoch !== "bigint" || epoch < 0n || epoch > MAX_EPOCH_U64) {
+        throw badArgument(`${where}: expected epoch in [0, 2^64 - 1], got ${String(epoch)}`);
       }
+      w.u32(Number(epoch >> 32n)).u32(Number(epoch & 0xffff_ffffn));
+      break;
     }
-  } else if (message.type === BillsType.ACCEPTED) {
-    w.u8(ranged(message.accepted, 0, MAX_BILLS_PER_SUBMISSION, where, "accepted count"));
-  } else {
-    throw badArgument(`${where}: unknown message type ${String((message as { type: unknown }).type)}`);
+    case BillsType.BILLS:
+      if (typeof message.more !== "boolean") throw badArgument(`${where}: expected 'more' to be a boolean`);
+      w.u8(message.more ? 1 : 0);
+      writeBills(w, message.bills, 0, where);
+      break;
+    default:
+      throw badArgument(`${where}: unknown message type ${String((message as { type: unknown }).type)}`);
   }
   return { type: message.type, body: w.finish() };
 }
 
 /**
  * Parses a bills frame strictly, or throws MessageError (a malformed bill's BillFormatError is wrapped). Signatures
- * are not checked here: the guardian runs verifyBill on each.
+ * are not checked here: the edge node runs verifyBill on each bill submitted, the guardian again on each collected.
  */
 export function parseBillsMessage(type: number, body: Uint8Array): BillsMessage {
   const where = "parseBillsMessage";
   const r = new ByteReader(body, where, malformed);
   let message: BillsMessage;
-  if (type === BillsType.SUBMIT) {
-    const count = readRanged(r.u8("bill count"), 1, MAX_BILLS_PER_SUBMISSION, where, "bill count");
-    const bills: SignedBill[] = [];
-    for (let i = 0; i < count; i++) {
-      const bytes = r.bytes(SIGNED_BILL_LENGTH, "signed bill");
-      try {
-        bills.push(decodeSignedBill(bytes));
-      } catch (e) {
-        throw malformed(`${where}: bill ${i}: ${(e as Error).message}`);
-      }
+  switch (type) {
+    case BillsType.SUBMIT:
+      message = { type, bills: readBills(r, 1, where) };
+      break;
+    case BillsType.ACCEPTED:
+      message = {
+        type,
+        accepted: readRanged(r.u8("accepted count"), 0, MAX_BILLS_PER_SUBMISSION, where, "accepted count"),
+      };
+      break;
+    case BillsType.COLLECT: {
+      const high = r.u32("epoch");
+      const low = r.u32("epoch");
+      message = { type, epoch: (BigInt(high) << 32n) | BigInt(low) };
+      break;
     }
-    message = { type, bills };
-  } else if (type === BillsType.ACCEPTED) {
-    message = {
-      type,
-      accepted: readRanged(r.u8("accepted count"), 0, MAX_BILLS_PER_SUBMISSION, where, "accepted count"),
-    };
-  } else {
-    throw new MessageError("MESSAGE_UNKNOWN_TYPE", `${where}: expected a bills type 1..2, got ${type}`);
+    case BillsType.BILLS: {
+      const more = r.u8("more flag");
+      if (more > 1) throw malformed(`${where}: expected more flag 0 or 1, got ${more}`);
+      message = { type, more: more === 1, bills: readBills(r, 0, where) };
+      break;
+    }
+    default:
+      throw new MessageError("MESSAGE_UNKNOWN_TYPE", `${where}: expected a bills type 1..4, got ${type}`);
   }
   r.end();
   return message;
+}
+
+function writeBills(w: ByteWriter, bills: readonly SignedBill[], min: number, where: string): void {
+  if (!Array.isArray(bills)) throw badArgument(`${where}: expected a list of bills`);
+  w.u8(ranged(bills.length, min, MAX_BILLS_PER_SUBMISSION, where, "bill count"));
+  for (const bill of bills) {
+    try {
+      w.bytes(encodeSignedBill(bill));
+    } catch (e) {
+      throw badArgument(`${where}: ${(e as Error).message}`);
+    }
+  }
+}
+
+function readBills(r: ByteReader, min: number, where: string): SignedBill[] {
+  const count = readRanged(r.u8("bill count"), min, MAX_BILLS_PER_SUBMISSION, where, "bill count");
+  const bills: SignedBill[] = [];
+  for (let i = 0; i < count; i++) {
+    const bytes = r.bytes(SIGNED_BILL_LENGTH, "signed bill");
+    try {
+      bills.push(decodeSignedBill(bytes));
+    } catch (e) {
+      throw malformed(`${where}: bill ${i}: ${(e as Error).message}`);
+    }
+  }
+  return bills;
 }
 
 // --- internals -----------------------------------------------------------------------------------------------------
@@ -580,6 +738,8 @@ function writeRequestFields(w: ByteWriter, request: UnsignedInboxRequest, where:
   if (request.type === InboxType.ACK) {
     w.u8(ranged(request.messageIds.length, 1, INBOX_MAX_BATCH, where, "message count"));
     for (const id of request.messageIds) w.bytes(fixed(id, MESSAGE_ID_BYTES, where, "message id"));
+  } else if (request.type === InboxType.SUBSCRIBE) {
+    // nothing beyond the common fields
   } else {
     const max = request.type === InboxType.FETCH ? INBOX_MAX_BATCH : 255;
     w.u8(ranged(request.limit, 1, max, where, "limit"));

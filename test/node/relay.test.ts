@@ -5,7 +5,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Stream } from "@libp2p/interface" with { "resolution-mode": "import" };
 import type { Multiaddr } from "@multiformats/multiaddr" with { "resolution-mode": "import" };
-import { NODE_KEY_FILE, RELAY_KEY_FILE, createEdgeHost, type EdgeHost } from "../../node/host";
+import { writeFile } from "node:fs/promises";
+import { DEVNET_KEY_FILE, ListenAddressError, NODE_KEY_FILE, createEdgeHost, type EdgeHost } from "../../node/host";
+import { generateNodeKey, relayPublicKeyOfPeer } from "../../sdk/net/peerId";
 import {
   ERROR_FRAME_TYPE,
   FrameDecoder,
@@ -154,16 +156,20 @@ describe("node/relay: the layered-packet relay on real libp2p hosts", function (
 describe("node/host: the edge node's keys", function () {
   this.timeout(30_000);
 
-  it("keeps its peer id and relay key across restarts, in files only the owner can read", async () => {
+  it("keeps its peer id and relay key across restarts, in one key file only the owner can read", async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), "sending-host-"));
     try {
       const first = await createEdgeHost({ dataDir });
       const peerId = first.libp2p.peerId.toString();
       const relayKey = bytesToHex(first.relayPublicKey);
       await first.stop();
-      for (const file of [NODE_KEY_FILE, RELAY_KEY_FILE]) {
-        expect((await stat(path.join(dataDir, file))).mode & 0o777).to.equal(0o600);
-      }
+      expect((await stat(path.join(dataDir, NODE_KEY_FILE))).mode & 0o777).to.equal(0o600);
+      // The relay key is derived from the identity key: the peer id alone gives it to senders.
+      expect(bytesToHex(relayPublicKeyOfPeer(peerId))).to.equal(relayKey);
+      await stat(path.join(dataDir, "relay.key")).then(
+        () => expect.fail("relay.key should no longer be written"),
+        (error: NodeJS.ErrnoException) => expect(error.code).to.equal("ENOENT"),
+      );
       const second = await createEdgeHost({ dataDir });
       expect(second.libp2p.peerId.toString()).to.equal(peerId);
       expect(bytesToHex(second.relayPublicKey)).to.equal(relayKey);
@@ -172,6 +178,35 @@ describe("node/host: the edge node's keys", function () {
       const other = await createEdgeHost({ dataDir: path.join(dataDir, "other") });
       expect(other.libp2p.peerId.toString()).to.not.equal(peerId);
       await other.stop();
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it("imports a devnet peer-key.json, so the daemon runs under the peer id its registration names", async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), "sending-host-"));
+    try {
+      const key = generateNodeKey();
+      await writeFile(
+        path.join(dataDir, DEVNET_KEY_FILE),
+        JSON.stringify({ privateKey: key.privateKey, peerId: key.peerId }),
+      );
+      const host = await createEdgeHost({ dataDir });
+      expect(host.libp2p.peerId.toString()).to.equal(key.peerId);
+      expect(bytesToHex(host.relayPublicKey)).to.equal(bytesToHex(relayPublicKeyOfPeer(key.peerId)));
+      await host.stop();
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses a listen address it has no transport for (WebSockets is not installed)", async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), "sending-host-"));
+    try {
+      await createEdgeHost({ dataDir, listen: ["/ip4/127.0.0.1/tcp/0/ws"] }).then(
+        () => expect.fail("expected ListenAddressError"),
+        (error: unknown) => expect(error).to.be.instanceOf(ListenAddressError),
+      );
     } finally {
       await rm(dataDir, { recursive: true, force: true });
     }

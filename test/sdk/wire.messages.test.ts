@@ -18,7 +18,10 @@ import {
 } from "../../sdk/wire/frame";
 import {
   BillsType,
+  DELIVERY_HEADER_BYTES,
   INBOX_MAX_BATCH,
+  MAX_DELIVERY_ENVELOPE_BYTES,
+  MAX_TTL_SECONDS,
   InboxType,
   MAX_BILLS_PER_SUBMISSION,
   MAX_ONE_TIME_PREKEYS,
@@ -28,9 +31,11 @@ import {
   checkInboxRequest,
   checkPublishPrekeys,
   encodeBillsMessage,
+  encodeDelivery,
   encodeInboxMessage,
   encodePrekeysMessage,
   parseBillsMessage,
+  parseDelivery,
   parseInboxMessage,
   parsePrekeysMessage,
   signInboxRequest,
@@ -71,7 +76,7 @@ function inboxSamples(): InboxMessage[] {
   const base = { recipientId: RECIPIENT, timestamp: NOW, nonce: bytes(16) };
   return [
     { type: InboxType.STORE, recipientId: RECIPIENT, messageId: bytes(16), ttlSeconds: 86_400, envelope: bytes(300) },
-    { type: InboxType.STORED, messageId: bytes(16) },
+    { type: InboxType.STORED, messageId: bytes(16), expiry: NOW / 1000 + 86_400, promiseSignature: bytes(65) },
     signInboxRequest(NODE, { type: InboxType.FETCH, ...base, limit: INBOX_MAX_BATCH }, identity.signing.secretKey),
     signInboxRequest(NODE, { type: InboxType.LIST, ...base, limit: 100 }, identity.signing.secretKey),
     signInboxRequest(
@@ -89,6 +94,7 @@ function inboxSamples(): InboxMessage[] {
     { type: InboxType.MESSAGES, messages: [] },
     { type: InboxType.ACKED, deleted: 2 },
     { type: InboxType.LISTING, entries: [{ messageId: bytes(16), storedAt: NOW, size: 1234 }] },
+    signInboxRequest(NODE, { type: InboxType.SUBSCRIBE, ...base }, identity.signing.secretKey),
   ];
 }
 
@@ -122,6 +128,10 @@ function prekeysSamples(): PrekeysMessage[] {
 const billsSamples = (): BillsMessage[] => [
   { type: BillsType.SUBMIT, bills: [bill, bill] },
   { type: BillsType.ACCEPTED, accepted: 2 },
+  { type: BillsType.COLLECT, epoch: 0n },
+  { type: BillsType.COLLECT, epoch: (1n << 64n) - 1n },
+  { type: BillsType.BILLS, bills: [bill], more: true },
+  { type: BillsType.BILLS, bills: [], more: false },
 ];
 
 describe("sdk/wire messages: inbox, prekeys and bills bodies", () => {
@@ -163,6 +173,12 @@ describe("sdk/wire messages: inbox, prekeys and bills bodies", () => {
     encodeFrame(many.type, many.body, MAX_FRAME_BYTES[PREKEYS_PROTOCOL]);
     const bills = encodeBillsMessage({ type: BillsType.SUBMIT, bills: Array(MAX_BILLS_PER_SUBMISSION).fill(bill) });
     encodeFrame(bills.type, bills.body, BILLS_MAX_FRAME_BYTES);
+    const page = encodeBillsMessage({
+      type: BillsType.BILLS,
+      bills: Array(MAX_BILLS_PER_SUBMISSION).fill(bill),
+      more: true,
+    });
+    expect(encodeFrame(page.type, page.body, BILLS_MAX_FRAME_BYTES).length).to.equal(4 + 1 + 2 + 64 * 135);
   });
 
   it("accepts a fetch signed by the recipient for this node, within the window", () => {
@@ -201,12 +217,12 @@ describe("sdk/wire messages: inbox, prekeys and bills bodies", () => {
   });
 
   it("rejects unknown types, truncation, trailing bytes and out-of-range counts, naming what was expected", () => {
-    expectMessageError(() => parseInboxMessage(0x09, new Uint8Array(0)), "MESSAGE_UNKNOWN_TYPE", "inbox type");
+    expectMessageError(() => parseInboxMessage(0x0a, new Uint8Array(0)), "MESSAGE_UNKNOWN_TYPE", "inbox type");
     expectMessageError(() => parsePrekeysMessage(0xff, new Uint8Array(0)), "MESSAGE_UNKNOWN_TYPE", "prekeys type");
     expectMessageError(() => parseBillsMessage(0, new Uint8Array(0)), "MESSAGE_UNKNOWN_TYPE", "bills type");
     const stored = encodeInboxMessage(inboxSamples()[1]);
     expectMessageError(
-      () => parseInboxMessage(stored.type, stored.body.subarray(1)),
+      () => parseInboxMessage(stored.type, stored.body.subarray(0, 10)),
       "MESSAGE_MALFORMED",
       "message id",
     );
@@ -219,6 +235,20 @@ describe("sdk/wire messages: inbox, prekeys and bills bodies", () => {
     const badBill = submit.body.slice();
     badBill[1] = 9; // version byte of the first bill
     expectMessageError(() => parseBillsMessage(BillsType.SUBMIT, badBill), "MESSAGE_MALFORMED", "bill 0");
+    expectMessageError(() => parseBillsMessage(5, new Uint8Array(0)), "MESSAGE_UNKNOWN_TYPE", "bills type 1..4");
+    expectMessageError(() => parseBillsMessage(BillsType.COLLECT, new Uint8Array(7)), "MESSAGE_MALFORMED", "epoch");
+    expectMessageError(() => parseBillsMessage(BillsType.COLLECT, new Uint8Array(9)), "MESSAGE_MALFORMED", "end");
+    expectMessageError(() => parseBillsMessage(BillsType.BILLS, Uint8Array.of(2, 0)), "MESSAGE_MALFORMED", "more flag");
+    expectMessageError(
+      () => parseBillsMessage(BillsType.BILLS, Uint8Array.of(0, 65)),
+      "MESSAGE_MALFORMED",
+      "bill count",
+    );
+    expectMessageError(
+      () => parseBillsMessage(BillsType.BILLS, Uint8Array.of(1, 1)),
+      "MESSAGE_MALFORMED",
+      "signed bill",
+    );
     const bundle = encodePrekeysMessage(prekeysSamples()[4]);
     const badFlag = bundle.body.slice();
     badFlag[badFlag.length - 1] = 2;
@@ -227,7 +257,8 @@ describe("sdk/wire messages: inbox, prekeys and bills bodies", () => {
 
   it("refuses to encode values outside the format with a typed error", () => {
     expectMessageError(
-      () => encodeInboxMessage({ type: InboxType.STORED, messageId: bytes(15) }),
+      () =>
+        encodeInboxMessage({ type: InboxType.STORED, messageId: bytes(15), expiry: 1, promiseSignature: bytes(65) }),
       "MESSAGE_BAD_ARGUMENT",
       "message id",
     );
@@ -246,6 +277,21 @@ describe("sdk/wire messages: inbox, prekeys and bills bodies", () => {
     expectMessageError(
       () => encodeBillsMessage({ type: BillsType.SUBMIT, bills: Array(MAX_BILLS_PER_SUBMISSION + 1).fill(bill) }),
       "MESSAGE_BAD_ARGUMENT",
+    );
+    expectMessageError(
+      () => encodeBillsMessage({ type: BillsType.SUBMIT, bills: [] }),
+      "MESSAGE_BAD_ARGUMENT",
+      "count",
+    );
+    expectMessageError(
+      () => encodeBillsMessage({ type: BillsType.COLLECT, epoch: -1n }),
+      "MESSAGE_BAD_ARGUMENT",
+      "epoch",
+    );
+    expectMessageError(
+      () => encodeBillsMessage({ type: BillsType.COLLECT, epoch: 1n << 64n }),
+      "MESSAGE_BAD_ARGUMENT",
+      "epoch",
     );
   });
 
@@ -299,6 +345,72 @@ describe("sdk/wire messages: inbox, prekeys and bills bodies", () => {
         return again.type === frameType && Buffer.from(again.body).equals(Buffer.from(body));
       }),
       { numRuns: 10_000 },
+    );
+  });
+
+  it("signs a subscribe like a fetch: for this node, by the recipient, never usable as a fetch", () => {
+    const subscribe = inboxSamples().at(-1) as Extract<InboxMessage, { type: 9 }>;
+    expect(subscribe.type).to.equal(InboxType.SUBSCRIBE);
+    const signingKey = identity.signing.publicKey;
+    expect(checkInboxRequest(NODE, subscribe, signingKey, NOW)).to.equal("ok");
+    expect(checkInboxRequest(OTHER_NODE, subscribe, signingKey, NOW)).to.equal("bad-signature");
+    const asFetch: FetchMessage = { ...subscribe, type: InboxType.FETCH, limit: 1 };
+    expect(checkInboxRequest(NODE, asFetch, signingKey, NOW)).to.equal("bad-signature");
+    const { body } = encodeInboxMessage(subscribe);
+    expect(body.length).to.equal(1 + RECIPIENT.length + 8 + 16 + 64);
+  });
+
+  it("lays out STORED as message id || expiry (8) || 65-byte promise signature", () => {
+    const stored = inboxSamples()[1] as Extract<InboxMessage, { type: 2 }>;
+    const { body } = encodeInboxMessage(stored);
+    expect(body.length).to.equal(16 + 8 + 65);
+    expect(body.subarray(0, 16)).to.deep.equal(stored.messageId);
+    expect(Buffer.from(body.subarray(16, 24)).readBigUInt64BE()).to.equal(BigInt(stored.expiry));
+    expect(body.subarray(24)).to.deep.equal(stored.promiseSignature);
+    expectMessageError(() => parseInboxMessage(InboxType.STORED, body.subarray(0, 16)), "MESSAGE_MALFORMED");
+  });
+
+  it("round-trips an exit delivery at both size bounds and rejects anything else with MessageError", () => {
+    for (const length of [1, MAX_DELIVERY_ENVELOPE_BYTES]) {
+      const delivery = { messageId: bytes(16), ttlSeconds: MAX_TTL_SECONDS, envelope: bytes(length) };
+      const payload = encodeDelivery(delivery);
+      expect(payload.length).to.equal(DELIVERY_HEADER_BYTES + length);
+      expect(payload[0]).to.equal(0x01);
+      expect(parseDelivery(payload)).to.deep.equal(delivery);
+    }
+    expect(DELIVERY_HEADER_BYTES + MAX_DELIVERY_ENVELOPE_BYTES).to.equal(MAX_PAYLOAD_BYTES);
+    const good = encodeDelivery({ messageId: bytes(16), ttlSeconds: 60, envelope: bytes(10) });
+    const kind = good.slice();
+    kind[0] = 2;
+    expectMessageError(() => parseDelivery(kind), "MESSAGE_UNKNOWN_TYPE", "delivery kind");
+    const zeroTtl = good.slice();
+    zeroTtl.fill(0, 17, 21);
+    expectMessageError(() => parseDelivery(zeroTtl), "MESSAGE_MALFORMED", "ttlSeconds");
+    const longTtl = good.slice();
+    new DataView(longTtl.buffer).setUint32(17, MAX_TTL_SECONDS + 1);
+    expectMessageError(() => parseDelivery(longTtl), "MESSAGE_MALFORMED", "ttlSeconds");
+    expectMessageError(() => parseDelivery(good.subarray(0, DELIVERY_HEADER_BYTES)), "MESSAGE_MALFORMED");
+    expectMessageError(() => parseDelivery(new Uint8Array(MAX_PAYLOAD_BYTES + 1)), "MESSAGE_MALFORMED");
+    expectMessageError(
+      () => encodeDelivery({ messageId: bytes(16), ttlSeconds: 60, envelope: bytes(MAX_DELIVERY_ENVELOPE_BYTES + 1) }),
+      "MESSAGE_BAD_ARGUMENT",
+      "envelope",
+    );
+    expectMessageError(
+      () => encodeDelivery({ messageId: bytes(15), ttlSeconds: 60, envelope: bytes(1) }),
+      "MESSAGE_BAD_ARGUMENT",
+      "message id",
+    );
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: MAX_PAYLOAD_BYTES + 8 }), (payload) => {
+        try {
+          const parsed = parseDelivery(payload);
+          return Buffer.from(encodeDelivery(parsed)).equals(Buffer.from(payload));
+        } catch (e) {
+          return e instanceof MessageError;
+        }
+      }),
+      { numRuns: 2_000 },
     );
   });
 

@@ -1,0 +1,1585 @@
+/**
+ * `SendingClient`: end-to-end encrypted chat between wallets over the Sending Network's edge nodes.
+ *
+ * It ties together what the rest of the SDK provides: the wallet-bound identity and its encrypted store
+ * (identity.ts), the DID on chain (did.ts), X3DH and the Double Ratchet (sdk/crypto), sender keys for groups, the
+ * layered packet (sdk/wire/onion.ts), the edge-node protocols (sdk/net/calls.ts over a dial-only libp2p host,
+ * sdk/net/host.ts), the registry of edge nodes (sdk/chain/nodes.ts) and delivery bills (sdk/bill/bill.ts).
+ *
+ * Sending a message to an address: read the recipient's DID (UnknownRecipientError when it has none), use the stored
+ * ratchet session or open one from a bundle fetched from one of its home nodes (NoPrekeysError when none has one),
+ * seal the ratchet message to the recipient's identity key (sdk/client/envelope.ts), wrap it in a delivery with a
+ * random message id, and send it as a layered packet through 2 or 3 edge nodes from the registry whose exit is one of
+ * the recipient's home nodes. The exit stores it and replicates it to the other home nodes.
+ *
+ * Receiving: `start()` drains each home node's inbox with FETCH, then keeps a SUBSCRIBE stream open to each (pushed
+ * at once, backlog first), reconnecting with backoff. Envelopes are processed one at a time; replicas of one message
+ * (the same id from several home nodes) are decrypted once and acknowledged at every node that holds one. For each
+ * node that delivered, the client counts messages and bytes per epoch and submits a signed cumulative bill to it.
+ *
+ * Devices: a second app of the same wallet runs as a device account of its own (`createDevice`), linked both ways
+ * through the DIDs' `deviceKeys`; a message to a user goes to its account and to each linked device. Groups use
+ * sender keys (sdk/crypto/senderKeys.ts) whose distribution messages travel over the pairwise sessions. The backup
+ * is parked, sealed under the wallet's backup key, in the user's own inbox. docs/SDK.md describes all of it and
+ * lists what is left.
+ */
+import { Wallet, getAddress, getBytes, hexlify, parseEther, zeroPadValue, type Provider, type Signer } from "ethers";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { NodeRegistry__factory, ProtocolParameters__factory } from "../../typechain-types";
+import type { NodeRegistry, ProtocolParameters } from "../../typechain-types";
+import { nodeIdFromAddress, signBill, type SignedBill } from "../bill/bill";
+import type { Deployment } from "../chain/deployment";
+import { readEdgeNode, readEdgeNodes, type EdgeNodeInfo } from "../chain/nodes";
+import { bytesEqual, toHex } from "../crypto/bytes";
+import { defaultRandomBytes, type RandomBytes } from "../crypto/primitives";
+import { RatchetError, RatchetSession, TamperedMessageError } from "../crypto/ratchet";
+import { GroupSession, GROUP_ID_LENGTH, SenderKeyError } from "../crypto/senderKeys";
+import { X3dhError, sameIdentity, verifyPrekeyBundle, type PrekeyBundle } from "../crypto/x3dh";
+import {
+  ClientHost,
+  NetError,
+  NodeRefusedError,
+  NodeUnreachableError,
+  type ClientHostOptions,
+  type NodeAddress,
+} from "../net/host";
+import {
+  ackInbox,
+  fetchBundle,
+  fetchInbox,
+  publishPrekeys,
+  recipientIdOf,
+  sendPacket,
+  submitBills,
+  subscribeInbox,
+  type RequestSigner,
+} from "../net/calls";
+import { peerIdBytes } from "../net/peerId";
+import type { StorageAdapter } from "../storage/adapter";
+import { WireErrorCode } from "../wire/frame";
+import {
+  INBOX_MAX_BATCH,
+  MAX_ONE_TIME_PREKEYS,
+  MAX_TTL_SECONDS,
+  encodeDelivery,
+  type StoredEnvelope,
+} from "../wire/messages";
+import { MAX_HOPS, MIN_HOPS, wrapPacket } from "../wire/onion";
+import { backupPointer, openBackup, sealBackup, type BackupContents } from "./backup";
+import { DidClient, DidStatus, type DidView } from "./did";
+import {
+  ContentKind,
+  EnvelopeError,
+  EnvelopeKind,
+  InnerType,
+  MAX_GROUP_MESSAGE_BYTES,
+  MAX_MESSAGE_BYTES,
+  backupChunks,
+  encodeContent,
+  openEnvelope,
+  parseBackupChunk,
+  parseContent,
+  sealEnvelope,
+  type BackupChunk,
+  type Content,
+} from "./envelope";
+import { ClientIdentity } from "./identity";
+
+/** Messages wait 7 days for an offline recipient by default: a week away still finds its messages. */
+export const DEFAULT_TTL_SECONDS = 7 * 24 * 3600;
+/** The registry's node list is re-read after 30 s: joins and exits take blocks, not milliseconds. */
+export const NODE_LIST_MAX_AGE_MS = 30_000;
+/** Entries tried when the first fails: a second and third entry hop cover a node that just went away. */
+export const SEND_ATTEMPTS = 3;
+/** Message ids remembered for deduplication: replicas arrive within seconds; 10,000 ids are 160 KB. */
+export const SEEN_IDS_KEPT = 10_000;
+/** Ether a new device account gets from the wallet for its DID transactions: a few transactions on an L2. */
+export const DEFAULT_DEVICE_FUNDING = parseEther("0.01");
+/** Who is whose device is re-read from the DIDs after 30 s. */
+const DEVICE_LINK_MAX_AGE_MS = 30_000;
+/**
+ * Storage prefix of the group records: net/g/<group id hex> = member count (1) || members (20 each) || the serialized
+ * GroupSession. Short, because storage keys are at most 120 characters.
+ */
+const GROUPS_PREFIX = "net/g/";
+/** Storage record (under the wallet's namespace) of the device account's private key. */
+const DEVICE_KEY_RECORD = "net/device-key";
+/** A home node holding fewer one-time prekeys than this gets a new batch: each new sender takes one. */
+export const ONE_TIME_PREKEYS_LOW_WATER = 5;
+/** One-time prekeys drawn for a home node that runs low (each is 36 bytes at the node, 68 in the client's store). */
+export const ONE_TIME_PREKEYS_BATCH = 20;
+/** Group messages held until their sender's key arrives: a key is one message behind at most, 256 covers bursts. */
+export const PENDING_GROUP_MESSAGES_KEPT = 256;
+/** First reconnect delay of a subscription; doubled up to SUBSCRIBE_BACKOFF_MAX_MS. */
+export const SUBSCRIBE_BACKOFF_MS = 200;
+/** Longest reconnect delay of a subscription: a node back after a restart is found within 5 s. */
+export const SUBSCRIBE_BACKOFF_MAX_MS = 5_000;
+/**
+ * A node learns of DID changes by polling the chain (every ~2 s): a request signed with a key registered a moment
+ * ago may be refused UNAUTHORIZED until then. Such refusals are retried this many times, CHAIN_LAG_DELAY_MS apart.
+ */
+export const CHAIN_LAG_RETRIES = 20;
+/** Delay between retries of a request refused because the node has not yet seen a DID change. */
+export const CHAIN_LAG_DELAY_MS = 250;
+/**
+ * Bills are submitted this long after the first delivery of a burst: a cumulative bill supersedes the previous one, so
+ * one submission per burst is enough, and signing (EdDSA-Poseidon, milliseconds) stays off the receive path.
+ */
+export const BILL_SUBMIT_DELAY_MS = 1_000;
+/** The current epoch is re-read after 5 s: epochs last hours, bills must name the right one at a boundary. */
+const EPOCH_MAX_AGE_MS = 5_000;
+/** Storage record of the highest one-time prekey id already handed to home nodes. */
+const PUBLISHED_PREKEYS_RECORD = "net/prekeys-published";
+/** Storage prefix of the bill counters: net/bills/<epoch, 16 hex>/<operator lowercase>. */
+const BILLS_PREFIX = "net/bills/";
+
+/** Why a client call failed (the `code` of ClientError). */
+export type ClientErrorCode =
+  | "UnknownRecipient"
+  | "NoPrekeys"
+  | "NoRoute"
+  | "NotRegistered"
+  | "MessageTooLarge"
+  | "UnknownGroup"
+  | "BackupNotFound"
+  | "Stopped";
+
+/** A client call that cannot be done; `code` says why. */
+export class ClientError extends Error {
+  readonly code: ClientErrorCode;
+  constructor(code: ClientErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "ClientError";
+    this.code = code;
+  }
+}
+
+/** The recipient has no active DID. */
+export class UnknownRecipientError extends ClientError {
+  /** The address asked for. */
+  readonly recipient: string;
+  constructor(recipient: string, message: string) {
+    super("UnknownRecipient", message);
+    this.name = "UnknownRecipientError";
+    this.recipient = recipient;
+  }
+}
+
+/** None of the recipient's home nodes has a prekey bundle for it (it never published, or they are all down). */
+export class NoPrekeysError extends ClientError {
+  /** The address asked for. */
+  readonly recipient: string;
+  constructor(recipient: string, message: string, options?: { cause?: unknown }) {
+    super("NoPrekeys", message, options);
+    this.name = "NoPrekeysError";
+    this.recipient = recipient;
+  }
+}
+
+export { NodeUnreachableError, TamperedMessageError };
+
+/** Options of `SendingClient.create`. */
+export interface SendingClientOptions {
+  /** The user's wallet: signs the identity message once, and the DID transactions. */
+  readonly signer: Signer;
+  /** Where the identity, sessions and counters live (MemoryStorage, FileStorage, or an app's adapter). */
+  readonly storage: StorageAdapter;
+  /** The protocol's addresses (sdk/chain/deployment.ts). */
+  readonly deployment: Deployment;
+  /** Chain reads; the signer's provider if omitted. */
+  readonly provider?: Provider;
+  /** Hops per packet (2 or 3); 3 when the registry has enough nodes, else 2. */
+  readonly hops?: 2 | 3;
+  /** How long home nodes keep a message for an offline recipient; DEFAULT_TTL_SECONDS if omitted. */
+  readonly ttlSeconds?: number;
+  /** One-time prekeys a new identity draws (published to the home nodes, split between them). */
+  readonly oneTimePrekeys?: number;
+  /** Submit bills to the delivering nodes after each batch received (default true). */
+  readonly autoBills?: boolean;
+  /** libp2p host options. */
+  readonly host?: ClientHostOptions;
+  /** Randomness for message ids, nonces and route choice (tests). */
+  readonly randomBytes?: RandomBytes;
+  /** For `createDevice`: ether the wallet sends the device account for its DID transactions (default 0.01 ether). */
+  readonly deviceFunding?: bigint;
+}
+
+/** A message received and decrypted. */
+export interface ReceivedMessage {
+  /** The message id (hex, 16 bytes), the same at every home node that held a replica. */
+  readonly messageId: string;
+  /**
+   * The sender's wallet address (checksummed), authenticated by the ratchet session; for a message from another
+   * device of a user, that user's address (the device's account is in `device`).
+   */
+  readonly from: string;
+  /** The device account that sent it, when it is a device of `from` (both DIDs name each other). */
+  readonly device?: string;
+  /** "text" or "binary". */
+  readonly kind: "text" | "binary";
+  /** The text, for a text message. */
+  readonly text?: string;
+  /** The bytes: UTF-8 of the text, or the binary payload. */
+  readonly data: Uint8Array;
+  /** The group (hex of the 32-byte id) for a group message. */
+  readonly groupId?: string;
+  /** Operator of the home node that delivered it first. */
+  readonly deliveredBy: string;
+  /** Milliseconds since the epoch, when the home node stored it. */
+  readonly storedAt: number;
+}
+
+/** What `send` and `sendToGroup` did. */
+export interface SendResult {
+  /** One message id (hex) per recipient delivery. */
+  readonly messageIds: string[];
+  /** The route of each delivery, as operator addresses, entry first (the exit is a home node of the recipient). */
+  readonly routes: string[][];
+}
+
+/** What a group message looked like on the wire (for apps that keep or forward it). */
+export interface GroupSendResult extends SendResult {
+  /** The sender-key message every member received (inside its pairwise envelope). */
+  readonly ciphertext: Uint8Array;
+}
+
+/** Options of a network call of the client. */
+export interface ClientCallOptions {
+  /** Aborts the call. */
+  readonly signal?: AbortSignal;
+}
+
+/** Events of a client. */
+export interface ClientEvents {
+  /** A message decrypted. */
+  message: (message: ReceivedMessage) => void;
+  /** Something failed in the background (a subscription, a message that did not decrypt, a bill submission). */
+  error: (error: Error) => void;
+  /** A group this client is in changed (created, a member's key arrived, a member removed). */
+  group: (groupId: string) => void;
+}
+
+interface SessionSlot {
+  current: RatchetSession;
+  previous?: RatchetSession;
+}
+
+interface GroupState {
+  readonly session: GroupSession;
+  /** Every member including this client, checksummed. */
+  members: string[];
+}
+
+interface PendingGroupMessage {
+  readonly base: Pick<ReceivedMessage, "messageId" | "from" | "deliveredBy" | "storedAt">;
+  readonly from: string;
+  readonly groupId: string;
+  readonly message: Uint8Array;
+}
+
+interface BillCounter {
+  messageCount: bigint;
+  byteCount: bigint;
+}
+
+const asNode = (info: EdgeNodeInfo): NodeAddress => ({ peerId: info.peerId, multiaddrs: info.multiaddrs });
+
+/** A chat client bound to one wallet. Create with `SendingClient.create`, then `register`, `start`, `send`. */
+export class SendingClient {
+  readonly #identity: ClientIdentity;
+  readonly #did: DidClient;
+  readonly #registry: NodeRegistry;
+  readonly #parameters: ProtocolParameters;
+  readonly #host: ClientHost;
+  readonly #options: SendingClientOptions;
+  readonly #random: RandomBytes;
+  readonly #sessions = new Map<string, SessionSlot>();
+  readonly #groups = new Map<string, GroupState>();
+  readonly #seen = new Set<string>();
+  readonly #backupChunks = new Map<string, BackupChunk>();
+  #pendingGroup: PendingGroupMessage[] = [];
+  /** The user's wallet when this client is a device of it (`createDevice`). */
+  #owner: { readonly signer: Signer; readonly address: string } | undefined;
+  readonly #ownerOf = new Map<string, { readonly owner: string | undefined; readonly at: number }>();
+  readonly #listeners: { [K in keyof ClientEvents]: Set<ClientEvents[K]> } = {
+    message: new Set(),
+    error: new Set(),
+    group: new Set(),
+  };
+  #homeNodes: EdgeNodeInfo[] = [];
+  #nodes: { at: number; list: EdgeNodeInfo[] } | undefined;
+  #epoch: { at: number; value: bigint } | undefined;
+  #running: AbortController | undefined;
+  #subscriptions: Promise<void>[] = [];
+  /** Received envelopes are processed one at a time, in arrival order: ratchet state must not interleave. */
+  #queue: Promise<unknown> = Promise.resolve();
+  #billing: Promise<unknown> = Promise.resolve();
+  /** Prekey publications run one at a time: two at once could hand the same one-time prekey to two nodes. */
+  #prekeyQueue: Promise<unknown> = Promise.resolve();
+  #prekeyTimer: NodeJS.Timeout | undefined;
+  /** Operators owed a bill submission, and the timer that will send them (bills are cumulative: one per burst). */
+  readonly #billsDue = new Set<string>();
+  #billTimer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  private constructor(
+    identity: ClientIdentity,
+    did: DidClient,
+    registry: NodeRegistry,
+    parameters: ProtocolParameters,
+    host: ClientHost,
+    options: SendingClientOptions,
+  ) {
+    this.#identity = identity;
+    this.#did = did;
+    this.#registry = registry;
+    this.#parameters = parameters;
+    this.#host = host;
+    this.#options = options;
+    this.#random = options.randomBytes ?? defaultRandomBytes;
+  }
+
+  /**
+   * Opens the wallet's identity in `options.storage` (asks the wallet for one signature; creates the identity keys
+   * and prekeys the first time) and starts a dial-only libp2p host. Nothing is sent before `register` / `start`.
+   */
+  static async create(options: SendingClientOptions): Promise<SendingClient> {
+    const ttl = options.ttlSeconds ?? DEFAULT_TTL_SECONDS;
+    if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_TTL_SECONDS) {
+      throw new RangeError(`SendingClient.create: expected ttlSeconds in [1, ${MAX_TTL_SECONDS}], got ${ttl}`);
+    }
+    if (options.hops !== undefined && options.hops !== 2 && options.hops !== 3) {
+      throw new RangeError(`SendingClient.create: expected hops 2 or 3, got ${String(options.hops)}`);
+    }
+    const identity = await ClientIdentity.open({
+      signer: options.signer,
+      storage: options.storage,
+      chainId: options.deployment.chainId,
+      didRegistry: options.deployment.contracts.DidRegistry,
+      oneTimePrekeys: options.oneTimePrekeys,
+      randomBytes: options.randomBytes,
+    });
+    const reader = options.provider ?? options.signer.provider ?? options.signer;
+    const did = DidClient.connect(options.deployment, options.signer);
+    const registry = NodeRegistry__factory.connect(options.deployment.contracts.NodeRegistry, reader);
+    const parameters = ProtocolParameters__factory.connect(options.deployment.contracts.ProtocolParameters, reader);
+    const host = await ClientHost.create(options.host);
+    const client = new SendingClient(identity, did, registry, parameters, host, options);
+    await client.#loadGroups();
+    return client;
+  }
+
+  /**
+   * A client for another device of the wallet `options.signer` (another app, phone, browser): it runs under a device
+   * account of its own (a key drawn once and kept in `options.storage`, encrypted under the wallet's storage key),
+   * with its own DID, identity and inbox. `register` funds the device account from the wallet, registers the device's
+   * DID naming the wallet, and adds the device to the wallet's DID (`deviceKeys`): senders then deliver every message
+   * to the user to each of its devices, and receivers show a device's messages as the user's.
+   */
+  static async createDevice(options: SendingClientOptions): Promise<SendingClient> {
+    const provider = options.provider ?? options.signer.provider;
+    if (provider === null || provider === undefined) {
+      throw new ClientError("NotRegistered", "SendingClient.createDevice: expected a provider (options or signer)");
+    }
+    const owner = await ClientIdentity.open({
+      signer: options.signer,
+      storage: options.storage,
+      chainId: options.deployment.chainId,
+      didRegistry: options.deployment.contracts.DidRegistry,
+      oneTimePrekeys: 0,
+      randomBytes: options.randomBytes,
+    });
+    let key = await owner.store.get(DEVICE_KEY_RECORD);
+    if (key === undefined) {
+      key = getBytes(Wallet.createRandom().privateKey);
+      await owner.store.put(DEVICE_KEY_RECORD, key);
+    }
+    const device = new Wallet(hexlify(key), provider);
+    const client = await SendingClient.create({ ...options, signer: device, provider });
+    client.#owner = { signer: options.signer, address: owner.address };
+    return client;
+  }
+
+  /** The wallet this client is a device of, or undefined for the wallet's own client. */
+  get owner(): string | undefined {
+    return this.#owner?.address;
+  }
+
+  /** The wallet address (checksummed). */
+  get address(): string {
+    return this.#identity.address;
+  }
+
+  /** The identity underneath (keys, prekeys, sessions). */
+  get identity(): ClientIdentity {
+    return this.#identity;
+  }
+
+  /** The DID client (connected to the wallet). */
+  get did(): DidClient {
+    return this.#did;
+  }
+
+  /** The libp2p host (its peer id is fresh per client). */
+  get host(): ClientHost {
+    return this.#host;
+  }
+
+  /** The home nodes this client reads its inbox from (after `register` or `start`). */
+  get homeNodes(): readonly EdgeNodeInfo[] {
+    return this.#homeNodes;
+  }
+
+  // ------------------------------------------------------------------------------------------------ events
+
+  /** Adds a listener. */
+  on<K extends keyof ClientEvents>(event: K, listener: ClientEvents[K]): this {
+    this.#listeners[event].add(listener);
+    return this;
+  }
+
+  /** Removes a listener. */
+  off<K extends keyof ClientEvents>(event: K, listener: ClientEvents[K]): this {
+    this.#listeners[event].delete(listener);
+    return this;
+  }
+
+  #emit<K extends keyof ClientEvents>(event: K, ...args: Parameters<ClientEvents[K]>): void {
+    for (const listener of this.#listeners[event]) {
+      try {
+        (listener as (...a: Parameters<ClientEvents[K]>) => void)(...args);
+      } catch {
+        // A listener's failure is the app's; it must not stop delivery to the others.
+      }
+    }
+  }
+
+  /**
+   * The messages received from now on, as an async iterator (until `signal` aborts or the client stops). Messages
+   * arriving while the consumer is busy are queued.
+   */
+  async *messages(options: ClientCallOptions = {}): AsyncGenerator<ReceivedMessage, void, undefined> {
+    const queue: ReceivedMessage[] = [];
+    let wake: (() => void) | undefined;
+    const listener = (m: ReceivedMessage) => {
+      queue.push(m);
+      wake?.();
+    };
+    const onAbort = () => wake?.();
+    this.on("message", listener);
+    options.signal?.addEventListener("abort", onAbort);
+    try {
+      while (!this.#stopped && !options.signal?.aborted) {
+        if (queue.length > 0) {
+          yield queue.shift()!;
+          continue;
+        }
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+      }
+    } finally {
+      this.off("message", listener);
+      options.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** Resolves with the next message that satisfies `filter` (default: any), or rejects when `signal` aborts. */
+  nextMessage(
+    filter: (m: ReceivedMessage) => boolean = () => true,
+    options: ClientCallOptions = {},
+  ): Promise<ReceivedMessage> {
+    return new Promise((resolve, reject) => {
+      const cleanup = () => {
+        this.off("message", listener);
+        options.signal?.removeEventListener("abort", onAbort);
+      };
+      const listener = (m: ReceivedMessage) => {
+        if (!filter(m)) return;
+        cleanup();
+        resolve(m);
+      };
+      const onAbort = () => {
+        cleanup();
+        reject(options.signal?.reason);
+      };
+      if (options.signal?.aborted) return reject(options.signal.reason);
+      this.on("message", listener);
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------------ registration
+
+  /**
+   * Makes the DID match this client: registers it (with `homeNodes`) if the wallet has none; replaces the identity
+   * keys if the DID names other ones (a fresh client with the same wallet: older sessions to it stop working, which
+   * is what a new device must do to read the inbox); replaces the home nodes if they differ. Then publishes the
+   * prekeys to the home nodes. Throws DidError for a revert (e.g. a home node that is not an edge node).
+   */
+  async register(options: { readonly homeNodes: readonly string[] } & ClientCallOptions): Promise<void> {
+    const homeNodes = options.homeNodes.map((a) => getAddress(a));
+    if (homeNodes.length === 0) throw new RangeError("SendingClient.register: expected at least one home node");
+    if (this.#owner !== undefined) await this.#fundDevice();
+    const deviceKeys = this.#owner === undefined ? undefined : [getBytes(zeroPadValue(this.#owner.address, 32))];
+    const view = await this.#did.readDid(this.address);
+    if (view.status !== DidStatus.Active) {
+      await this.#did.register(this.#identity, { homeNodes, deviceKeys });
+    } else {
+      if (deviceKeys !== undefined && !view.deviceKeys.some((k) => bytesEqual(k, deviceKeys[0]))) {
+        await this.#did.setDevices([...view.deviceKeys, ...deviceKeys]);
+      }
+      const mine = this.#identity.publicIdentity;
+      if (!sameIdentity(view.identity, mine)) {
+        const spk = this.#identity.signedPrekey;
+        await (
+          await this.#did.registry.setIdentityKeys(
+            hexlify(mine.dh),
+            hexlify(mine.signing),
+            hexlify(spk.keyPair.publicKey),
+            spk.id,
+            hexlify(spk.signature),
+          )
+        ).wait();
+        await this.#identity.store.delete(PUBLISHED_PREKEYS_RECORD);
+      } else if (view.signedPrekey.id !== this.#identity.signedPrekey.id) {
+        const spk = this.#identity.signedPrekey;
+        await (
+          await this.#did.registry.rotateSignedPrekey(hexlify(spk.keyPair.publicKey), spk.id, hexlify(spk.signature))
+        ).wait();
+      }
+      const same =
+        view.homeNodes.length === homeNodes.length && view.homeNodes.every((a, i) => getAddress(a) === homeNodes[i]);
+      if (!same) await this.#did.setHomeNodes(homeNodes);
+    }
+    if (this.#owner !== undefined) await this.#linkToOwner();
+    await this.#loadHomeNodes(homeNodes);
+    await this.publishPrekeys(options);
+  }
+
+  /** Tops the device account up from the wallet when it is below half the funding. */
+  async #fundDevice(): Promise<void> {
+    const owner = this.#owner!;
+    const funding = this.#options.deviceFunding ?? DEFAULT_DEVICE_FUNDING;
+    const provider = this.#options.provider ?? owner.signer.provider!;
+    if ((await provider.getBalance(this.address)) >= funding / 2n) return;
+    await (await owner.signer.sendTransaction({ to: this.address, value: funding })).wait();
+  }
+
+  /** Adds this device account to the wallet's DID (the wallet signs `setDevices`). */
+  async #linkToOwner(): Promise<void> {
+    const owner = this.#owner!;
+    const ownerDid = DidClient.connect(this.#options.deployment, owner.signer);
+    const view = await ownerDid.readDid(owner.address);
+    if (view.status !== DidStatus.Active) {
+      throw new ClientError(
+        "NotRegistered",
+        `register: the wallet ${owner.address} has no active DID to add a device to`,
+      );
+    }
+    const mine = getBytes(zeroPadValue(this.address, 32));
+    if (!view.deviceKeys.some((k) => bytesEqual(k, mine))) await ownerDid.setDevices([...view.deviceKeys, mine]);
+  }
+
+  async #loadHomeNodes(operators?: readonly string[]): Promise<void> {
+    const list = operators ?? (await this.#did.readDid(this.address)).homeNodes;
+    const nodes: EdgeNodeInfo[] = [];
+    for (const operator of list) {
+      const info = await readEdgeNode(this.#registry, operator);
+      if (info !== undefined) nodes.push(info);
+    }
+    if (nodes.length === 0) {
+      throw new ClientError("NotRegistered", `SendingClient: ${this.address} has no usable home node in its DID`);
+    }
+    this.#homeNodes = nodes;
+  }
+
+  get #signer(): RequestSigner {
+    return {
+      recipientId: recipientIdOf(this.address),
+      signingSecretKey: this.#identity.identityKeyPair.signing.secretKey,
+    };
+  }
+
+  /**
+   * Publishes the identity, the current signed prekey and the one-time prekeys not yet published to the home nodes,
+   * each one-time prekey to exactly one node (a prekey handed out by two nodes could open two sessions, and the
+   * second would fail). A node that then holds fewer than ONE_TIME_PREKEYS_LOW_WATER gets ONE_TIME_PREKEYS_BATCH new
+   * ones. Returns how many one-time prekeys each node holds. Calls run one at a time.
+   */
+  async publishPrekeys(options: ClientCallOptions = {}): Promise<number[]> {
+    const run = this.#prekeyQueue.then(() => this.#publishPrekeys(options));
+    this.#prekeyQueue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #publishPrekeys(options: ClientCallOptions): Promise<number[]> {
+    if (this.#homeNodes.length === 0) await this.#loadHomeNodes();
+    const record = await this.#identity.store.get(PUBLISHED_PREKEYS_RECORD);
+    const publishedUpTo = record === undefined ? 0 : new DataView(record.buffer, record.byteOffset).getUint32(0);
+    const fresh = this.#identity
+      .oneTimePrekeyPublics()
+      .filter((p) => p.id > publishedUpTo)
+      .slice(0, MAX_ONE_TIME_PREKEYS * this.#homeNodes.length);
+    const perNode = this.#homeNodes.map(() => [] as { id: number; publicKey: Uint8Array }[]);
+    fresh.forEach((p, i) => perNode[i % perNode.length].push(p));
+    let highest = fresh.reduce((m, p) => Math.max(m, p.id), publishedUpTo);
+    const held: number[] = [];
+    for (const [i, node] of this.#homeNodes.entries()) {
+      held.push(await this.#publishTo(node, perNode[i], options));
+      if (held[i] < ONE_TIME_PREKEYS_LOW_WATER) {
+        const batch = (await this.#identity.addOneTimePrekeys(ONE_TIME_PREKEYS_BATCH)).map((p) => ({
+          id: p.id,
+          publicKey: p.keyPair.publicKey,
+        }));
+        held[i] = await this.#publishTo(node, batch, options);
+        highest = batch.reduce((m, p) => Math.max(m, p.id), highest);
+      }
+    }
+    const bytes = new Uint8Array(4);
+    new DataView(bytes.buffer).setUint32(0, highest);
+    await this.#identity.store.put(PUBLISHED_PREKEYS_RECORD, bytes);
+    return held;
+  }
+
+  async #publishTo(
+    node: EdgeNodeInfo,
+    oneTimePrekeys: readonly { id: number; publicKey: Uint8Array }[],
+    options: ClientCallOptions,
+  ): Promise<number> {
+    const spk = this.#identity.signedPrekey;
+    const publication = {
+      identity: this.#identity.publicIdentity,
+      signedPrekey: { id: spk.id, publicKey: spk.keyPair.publicKey, signature: spk.signature },
+      oneTimePrekeys,
+    };
+    return retryChainLag(
+      () =>
+        publishPrekeys(this.#host, asNode(node), this.#signer, publication, {
+          signal: options.signal,
+          randomBytes: this.#random,
+        }),
+      options.signal,
+    );
+  }
+
+  /** After a one-time prekey was used: check the home nodes' stock (and top it up) a moment later, once per burst. */
+  #schedulePrekeys(): void {
+    if (this.#stopped) return;
+    this.#prekeyTimer ??= setTimeout(() => {
+      this.#prekeyTimer = undefined;
+      this.#billing = this.#billing
+        .then(() => this.publishPrekeys())
+        .catch((error: Error) => this.#emit("error", error));
+    }, BILL_SUBMIT_DELAY_MS);
+  }
+
+  // ------------------------------------------------------------------------------------------------ receiving
+
+  /**
+   * Starts receiving: drains each home node's inbox with FETCH (messages stored while offline), then keeps a live
+   * SUBSCRIBE to each, reconnecting with backoff until `stop()`. Resolves once the drain is done and the subscriptions
+   * are opening.
+   */
+  async start(options: ClientCallOptions = {}): Promise<void> {
+    if (this.#stopped) throw new ClientError("Stopped", "SendingClient.start: the client was stopped");
+    if (this.#running !== undefined) return;
+    if (this.#homeNodes.length === 0) await this.#loadHomeNodes();
+    await this.sync(options);
+    this.#running = new AbortController();
+    const signal = this.#running.signal;
+    this.#subscriptions = this.#homeNodes.map((node) => this.#subscribeLoop(node, signal));
+  }
+
+  /** Stops receiving, waits for the work in flight (bills included) and closes the libp2p host. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#running?.abort(new ClientError("Stopped", "SendingClient: stopped"));
+    await Promise.allSettled(this.#subscriptions);
+    await this.#queue.catch(() => undefined);
+    clearTimeout(this.#prekeyTimer);
+    this.#prekeyTimer = undefined;
+    this.#flushBills();
+    await this.#billing.catch(() => undefined);
+    await this.#host.stop();
+  }
+
+  /**
+   * Fetches every stored message from every home node (FETCH until a batch brings nothing new), processes and
+   * acknowledges them. Returns how many new messages were processed. A home node that cannot be reached is reported
+   * through the "error" event and skipped.
+   */
+  async sync(options: ClientCallOptions = {}): Promise<number> {
+    if (this.#homeNodes.length === 0) await this.#loadHomeNodes();
+    let total = 0;
+    for (const node of this.#homeNodes) {
+      try {
+        for (;;) {
+          const batch = await retryChainLag(
+            () =>
+              fetchInbox(this.#host, asNode(node), this.#signer, INBOX_MAX_BATCH, {
+                signal: options.signal,
+                randomBytes: this.#random,
+              }),
+            options.signal,
+          );
+          const fresh = await this.#enqueue(node, batch);
+          total += fresh;
+          // Backup chunks stay in the inbox on purpose: a batch of only those (or of nothing) ends the drain.
+          if (batch.length < INBOX_MAX_BATCH || fresh === 0) break;
+        }
+      } catch (error) {
+        if (options.signal?.aborted) throw error;
+        this.#emit("error", error as Error);
+      }
+    }
+    return total;
+  }
+
+  async #subscribeLoop(node: EdgeNodeInfo, signal: AbortSignal): Promise<void> {
+    let delay = SUBSCRIBE_BACKOFF_MS;
+    while (!signal.aborted) {
+      try {
+        for await (const batch of subscribeInbox(this.#host, asNode(node), this.#signer, {
+          signal,
+          randomBytes: this.#random,
+        })) {
+          delay = SUBSCRIBE_BACKOFF_MS;
+          await this.#enqueue(node, batch);
+        }
+      } catch (error) {
+        if (signal.aborted) return;
+        this.#emit("error", error as Error);
+      }
+      if (signal.aborted) return;
+      await sleep(delay, signal);
+      delay = Math.min(delay * 2, SUBSCRIBE_BACKOFF_MAX_MS);
+    }
+  }
+
+  /** Processes a batch from one node in the client's queue; resolves with how many were new. */
+  #enqueue(node: EdgeNodeInfo, batch: readonly StoredEnvelope[]): Promise<number> {
+    const run = this.#queue.then(() => this.#processBatch(node, batch));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #processBatch(node: EdgeNodeInfo, batch: readonly StoredEnvelope[]): Promise<number> {
+    const ack: Uint8Array[] = [];
+    let fresh = 0;
+    let bytes = 0n;
+    for (const stored of batch) {
+      const id = toHex(stored.messageId);
+      if (stored.envelope[0] === EnvelopeKind.BACKUP) {
+        this.#keepBackupChunk(stored);
+        continue; // parked on purpose: acknowledged only when a newer backup replaces it
+      }
+      ack.push(stored.messageId);
+      bytes += BigInt(stored.envelope.length);
+      if (this.#seen.has(id)) continue;
+      this.#remember(id);
+      fresh++;
+      try {
+        await this.#receive(node, stored);
+      } catch (error) {
+        this.#emit("error", error as Error);
+      }
+    }
+    if (ack.length > 0) {
+      try {
+        await ackInbox(this.#host, asNode(node), this.#signer, ack, { randomBytes: this.#random });
+        await this.#count(node.operator, BigInt(ack.length), bytes);
+      } catch (error) {
+        this.#emit("error", error as Error);
+      }
+      if (this.#options.autoBills !== false) this.#scheduleBills(node.operator);
+    }
+    return fresh;
+  }
+
+  #remember(id: string): void {
+    if (this.#seen.size >= SEEN_IDS_KEPT) {
+      const oldest = this.#seen.values().next().value;
+      if (oldest !== undefined) this.#seen.delete(oldest);
+    }
+    this.#seen.add(id);
+  }
+
+  async #receive(node: EdgeNodeInfo, stored: StoredEnvelope): Promise<void> {
+    const me = this.#identity.identityKeyPair.dh;
+    let inner;
+    try {
+      inner = openEnvelope(stored.envelope, me);
+    } catch (error) {
+      if (error instanceof EnvelopeError) {
+        throw new TamperedMessageError(`SendingClient: envelope ${toHex(stored.messageId)}: ${error.message}`);
+      }
+      throw error;
+    }
+    const sender = inner.sender;
+    let plaintext: Uint8Array;
+    if (inner.type === InnerType.INITIAL) {
+      const accepted = await this.#identity.acceptSession(inner.body);
+      // The X3DH identity must be the one the claimed sender's DID names: the seal does not authenticate.
+      const did = await this.#did.readDid(sender);
+      if (did.status !== DidStatus.Active || !sameIdentity(did.identity, accepted.peerIdentity)) {
+        throw new TamperedMessageError(
+          `SendingClient: initial message claims ${sender} but its identity key is not that DID's`,
+        );
+      }
+      const slot = this.#sessions.get(sender);
+      this.#sessions.set(sender, { current: accepted.session, previous: slot?.current });
+      await this.#identity.saveSession(sender, accepted.session);
+      plaintext = accepted.plaintext;
+      this.#schedulePrekeys(); // the sender used one of the home nodes' one-time prekeys
+    } else {
+      const slot = await this.#slot(sender);
+      if (slot === undefined) {
+        throw new TamperedMessageError(
+          `SendingClient: a ratchet message from ${sender}, with whom there is no session`,
+        );
+      }
+      try {
+        plaintext = slot.current.decrypt(inner.body);
+      } catch (error) {
+        if (slot.previous === undefined || !(error instanceof RatchetError)) throw error;
+        plaintext = slot.previous.decrypt(inner.body); // both sides opened a session at once: converge on this one
+        this.#sessions.set(sender, { current: slot.previous, previous: slot.current });
+      }
+      await this.#identity.saveSession(sender, this.#sessions.get(sender)!.current);
+    }
+    await this.#handleContent(node, stored, sender, parseContent(plaintext));
+  }
+
+  async #handleContent(node: EdgeNodeInfo, stored: StoredEnvelope, from: string, content: Content): Promise<void> {
+    // A device's text or binary message is shown as its user's (group messages keep the member's own account).
+    const direct = content.kind === ContentKind.TEXT || content.kind === ContentKind.BINARY;
+    const user = direct ? await this.#userOf(from) : undefined;
+    const base = {
+      messageId: toHex(stored.messageId),
+      deliveredBy: node.operator,
+      storedAt: stored.storedAt,
+      ...(user === undefined ? { from } : { from: user, device: from }),
+    };
+    switch (content.kind) {
+      case ContentKind.TEXT:
+        this.#emit("message", {
+          ...base,
+          kind: "text",
+          text: content.text,
+          data: new TextEncoder().encode(content.text),
+        });
+        return;
+      case ContentKind.BINARY:
+        this.#emit("message", { ...base, kind: "binary", data: content.data });
+        return;
+      case ContentKind.GROUP_KEY:
+        await this.#onGroupKey(from, content.groupId, content.members, content.distribution);
+        return;
+      case ContentKind.GROUP_MESSAGE: {
+        const pending = { base, from, groupId: toHex(content.groupId), message: content.message };
+        if (!(await this.#openGroupMessage(pending))) this.#holdGroupMessage(pending);
+        return;
+      }
+    }
+  }
+
+  /**
+   * Decrypts and emits a group message; false when the sender's key (or the group) is not here yet: the key travels
+   * in another message, on another route, and may arrive after. Other failures throw.
+   */
+  async #openGroupMessage(m: PendingGroupMessage): Promise<boolean> {
+    const group = this.#groups.get(m.groupId);
+    if (group === undefined) return false;
+    let opened;
+    try {
+      opened = group.session.decrypt(m.message);
+    } catch (error) {
+      if (error instanceof SenderKeyError && error.code === "UnknownSenderKey") return false;
+      throw error;
+    }
+    await this.#saveGroup(m.groupId);
+    if (getAddress(opened.senderId) !== m.from) {
+      throw new TamperedMessageError(`SendingClient: group message from ${m.from} signed as ${opened.senderId}`);
+    }
+    const text = decodeText(opened.plaintext);
+    this.#emit("message", {
+      ...m.base,
+      groupId: m.groupId,
+      ...(text === undefined
+        ? { kind: "binary" as const, data: opened.plaintext }
+        : { kind: "text" as const, text, data: opened.plaintext }),
+    });
+    return true;
+  }
+
+  #holdGroupMessage(m: PendingGroupMessage): void {
+    if (this.#pendingGroup.length >= PENDING_GROUP_MESSAGES_KEPT) {
+      const dropped = this.#pendingGroup.shift()!;
+      this.#emit(
+        "error",
+        new ClientError("UnknownGroup", `SendingClient: dropped group message ${dropped.base.messageId}: no key came`),
+      );
+    }
+    this.#pendingGroup.push(m);
+  }
+
+  /** Retries the held messages of a group after a key arrived. */
+  async #retryGroupMessages(groupId: string): Promise<void> {
+    const held = this.#pendingGroup;
+    this.#pendingGroup = [];
+    for (const m of held) {
+      if (m.groupId !== groupId) {
+        this.#pendingGroup.push(m);
+        continue;
+      }
+      try {
+        if (!(await this.#openGroupMessage(m))) this.#pendingGroup.push(m);
+      } catch (error) {
+        this.#emit("error", error as Error);
+      }
+    }
+  }
+
+  async #slot(peer: string): Promise<SessionSlot | undefined> {
+    let slot = this.#sessions.get(peer);
+    if (slot === undefined) {
+      const stored = await this.#identity.loadSession(peer);
+      if (stored === undefined) return undefined;
+      slot = { current: stored };
+      this.#sessions.set(peer, slot);
+    }
+    return slot;
+  }
+
+  // ------------------------------------------------------------------------------------------------ sending
+
+  /**
+   * Sends a text (string) or binary (Uint8Array) message to `to` (a wallet address). Throws UnknownRecipientError,
+   * NoPrekeysError, ClientError("MessageTooLarge" | "NoRoute"), NodeUnreachableError when no entry hop took it.
+   */
+  async send(to: string, content: string | Uint8Array, options: ClientCallOptions = {}): Promise<SendResult> {
+    const body =
+      typeof content === "string"
+        ? encodeContent({ kind: ContentKind.TEXT, text: content })
+        : encodeContent({ kind: ContentKind.BINARY, data: content });
+    if (body.length - 1 > MAX_MESSAGE_BYTES) {
+      throw new ClientError("MessageTooLarge", `send: at most ${MAX_MESSAGE_BYTES} bytes, got ${body.length - 1}`);
+    }
+    return this.#sendToUser(getAddress(to), body, options);
+  }
+
+  /**
+   * Sends to the user's own account, then to each of its devices (accounts its DID lists whose DIDs name it back).
+   * A failure to reach the user's account throws; a failure to reach a device is reported as an "error" event.
+   */
+  async #sendToUser(to: string, body: Uint8Array, options: ClientCallOptions): Promise<SendResult> {
+    const result = await this.#sendContent(to, body, options);
+    for (const device of await this.#devicesOf(to)) {
+      if (device === this.address) continue;
+      try {
+        const sent = await this.#sendContent(device, body, options);
+        result.messageIds.push(...sent.messageIds);
+        result.routes.push(...sent.routes);
+      } catch (error) {
+        if (options.signal?.aborted) throw error;
+        this.#emit("error", error as Error);
+      }
+    }
+    return result;
+  }
+
+  /** The device accounts of `user`: listed in its DID, with an active DID that lists `user` back. */
+  async #devicesOf(user: string): Promise<string[]> {
+    const view = await this.#did.readDid(user);
+    const back = getBytes(zeroPadValue(user, 32));
+    const devices: string[] = [];
+    for (const key of view.deviceKeys) {
+      const device = accountOfDeviceKey(key);
+      if (device === undefined) continue;
+      const dv = await this.#did.readDid(device);
+      if (dv.status === DidStatus.Active && dv.deviceKeys.some((k) => bytesEqual(k, back))) devices.push(device);
+    }
+    return devices;
+  }
+
+  /** The user whose device `sender` is (both DIDs name each other), or undefined; cached DEVICE_LINK_MAX_AGE_MS. */
+  async #userOf(sender: string): Promise<string | undefined> {
+    const cached = this.#ownerOf.get(sender);
+    if (cached !== undefined && Date.now() - cached.at < DEVICE_LINK_MAX_AGE_MS) return cached.owner;
+    let owner: string | undefined;
+    for (const key of (await this.#did.readDid(sender)).deviceKeys) {
+      const candidate = accountOfDeviceKey(key);
+      if (candidate === undefined) continue;
+      if ((await this.#devicesOf(candidate)).includes(sender)) {
+        owner = candidate;
+        break;
+      }
+    }
+    this.#ownerOf.set(sender, { owner, at: Date.now() });
+    return owner;
+  }
+
+  async #recipient(to: string): Promise<DidView> {
+    const view = await this.#did.readDid(to);
+    if (view.status !== DidStatus.Active) {
+      throw new UnknownRecipientError(to, `send: ${to} has no active DID (status ${DidStatus[view.status]})`);
+    }
+    return view;
+  }
+
+  async #sendContent(to: string, content: Uint8Array, options: ClientCallOptions): Promise<SendResult> {
+    options.signal?.throwIfAborted();
+    const view = await this.#recipient(to);
+    const homes: EdgeNodeInfo[] = [];
+    for (const operator of view.homeNodes) {
+      const info = await readEdgeNode(this.#registry, operator);
+      if (info?.active) homes.push(info);
+    }
+    if (homes.length === 0) throw new ClientError("NoRoute", `send: none of ${to}'s home nodes is an active edge node`);
+    const slot = await this.#slot(to);
+    // A DID whose identity changed (a new device took over) makes the old session useless: start a new one.
+    let inner: { type: (typeof InnerType)[keyof typeof InnerType]; body: Uint8Array };
+    if (slot !== undefined && this.#sessionMatches(to, view)) {
+      inner = { type: InnerType.RATCHET, body: slot.current.encrypt(content) };
+      await this.#identity.saveSession(to, slot.current);
+    } else {
+      const bundle = await this.#bundle(to, view, homes, options);
+      const started = this.#identity.initiateSession(bundle, content);
+      this.#sessions.set(to, { current: started.session, previous: slot?.current });
+      this.#peerKeys.set(to, view.identity.dh);
+      await this.#identity.saveSession(to, started.session);
+      inner = { type: InnerType.INITIAL, body: started.message };
+    }
+    const envelope = sealEnvelope(view.identity.dh, { ...inner, sender: this.address }, this.#random);
+    return this.#deliver(to, envelope, homes, options);
+  }
+
+  /** The identity key each session was opened to, so a DID whose keys changed gets a new session. */
+  readonly #peerKeys = new Map<string, Uint8Array>();
+
+  #sessionMatches(peer: string, view: DidView): boolean {
+    const known = this.#peerKeys.get(peer);
+    if (known === undefined) {
+      this.#peerKeys.set(peer, view.identity.dh); // a session loaded from storage: assume it is to the current key
+      return true;
+    }
+    return bytesEqual(known, view.identity.dh);
+  }
+
+  async #bundle(
+    to: string,
+    view: DidView,
+    homes: readonly EdgeNodeInfo[],
+    options: ClientCallOptions,
+  ): Promise<PrekeyBundle> {
+    const failures: string[] = [];
+    for (const node of this.#shuffle([...homes])) {
+      try {
+        const bundle = await fetchBundle(this.#host, asNode(node), recipientIdOf(to), { signal: options.signal });
+        if (!sameIdentity(bundle.identity, view.identity)) {
+          failures.push(`${node.operator}: bundle identity is not the DID's`);
+          continue;
+        }
+        verifyPrekeyBundle(bundle);
+        return bundle;
+      } catch (error) {
+        if (options.signal?.aborted) throw error;
+        if (!(error instanceof NetError) && !(error instanceof X3dhError)) throw error;
+        failures.push(`${node.operator}: ${(error as Error).message}`);
+      }
+    }
+    throw new NoPrekeysError(to, `send: no home node of ${to} served a valid prekey bundle (${failures.join("; ")})`);
+  }
+
+  async #edgeNodes(): Promise<EdgeNodeInfo[]> {
+    if (this.#nodes === undefined || Date.now() - this.#nodes.at > NODE_LIST_MAX_AGE_MS) {
+      this.#nodes = { at: Date.now(), list: await readEdgeNodes(this.#registry) };
+    }
+    return this.#nodes.list;
+  }
+
+  #shuffle<T>(items: T[]): T[] {
+    for (let i = items.length - 1; i > 0; i--) {
+      const r = this.#random(4);
+      const j = (((r[0] << 24) | (r[1] << 16) | (r[2] << 8) | r[3]) >>> 0) % (i + 1);
+      [items[i], items[j]] = [items[j], items[i]];
+    }
+    return items;
+  }
+
+  /** Wraps `envelope` for `to` and hands it to an entry hop, trying other routes when a hop is unreachable. */
+  async #deliver(
+    to: string,
+    envelope: Uint8Array,
+    homes: readonly EdgeNodeInfo[],
+    options: ClientCallOptions,
+  ): Promise<SendResult> {
+    const messageId = this.#random(16);
+    const payload = encodeDelivery({
+      messageId,
+      ttlSeconds: this.#options.ttlSeconds ?? DEFAULT_TTL_SECONDS,
+      envelope,
+    });
+    const nodes = await this.#edgeNodes();
+    const errors: Error[] = [];
+    for (let attempt = 0; attempt < SEND_ATTEMPTS; attempt++) {
+      const exit = this.#shuffle([...homes])[0];
+      const others = this.#shuffle(nodes.filter((n) => n.operator !== exit.operator));
+      const wanted = this.#options.hops ?? MAX_HOPS;
+      const hops = Math.min(wanted, others.length + 1);
+      if (hops < MIN_HOPS) {
+        throw new ClientError(
+          "NoRoute",
+          `send: need ${MIN_HOPS} edge nodes for a route, the registry lists ${nodes.length}`,
+        );
+      }
+      const route = [...others.slice(0, hops - 1), exit];
+      const packet = wrapPacket(
+        route.map((n) => ({ peerId: peerIdBytesOf(n), relayPublicKey: n.relayPublicKey })),
+        recipientIdOf(to),
+        payload,
+        this.#random,
+      );
+      try {
+        await sendPacket(this.#host, asNode(route[0]), packet, { signal: options.signal });
+        return { messageIds: [toHex(messageId)], routes: [route.map((n) => n.operator)] };
+      } catch (error) {
+        if (options.signal?.aborted) throw error;
+        const retry =
+          error instanceof NodeUnreachableError ||
+          (error instanceof NodeRefusedError && error.wireCode === WireErrorCode.INTERNAL);
+        if (!retry) throw error;
+        errors.push(error as Error);
+      }
+    }
+    throw errors[errors.length - 1];
+  }
+
+  // ------------------------------------------------------------------------------------------------ groups
+
+  /**
+   * Creates a group with `members` (addresses; this client is added) and sends this member's sender key to each
+   * other member over the pairwise sessions; each of them answers with its own. Returns the group id (hex).
+   */
+  async createGroup(members: readonly string[], options: ClientCallOptions = {}): Promise<string> {
+    const all = [...new Set([this.address, ...members.map((m) => getAddress(m))])];
+    const groupId = this.#random(GROUP_ID_LENGTH);
+    const state = this.#newGroup(groupId, all);
+    await this.#saveGroup(toHex(groupId));
+    await this.#distribute(groupId, state, state.session.distributionMessage(), all, options);
+    return toHex(groupId);
+  }
+
+  /** The members of a group (this client included), or undefined for a group this client is not in. */
+  groupMembers(groupId: string): readonly string[] | undefined {
+    return this.#groups.get(normalizeGroupId(groupId))?.members;
+  }
+
+  #newGroup(groupId: Uint8Array, members: readonly string[]): GroupState {
+    const session = GroupSession.create(
+      { groupId, selfId: this.address, members: members.filter((m) => m !== this.address) },
+      { randomBytes: this.#options.randomBytes },
+    );
+    const state = { session, members: [...members] };
+    this.#groups.set(toHex(groupId), state);
+    return state;
+  }
+
+  /** Stores a group's members and session, encrypted, replacing the previous record (old chain keys must go). */
+  async #saveGroup(id: string): Promise<void> {
+    const state = this.#groups.get(id);
+    if (state === undefined) return;
+    const session = state.session.serialize();
+    const record = new Uint8Array(1 + 20 * state.members.length + session.length);
+    record[0] = state.members.length;
+    state.members.forEach((m, i) => record.set(getBytes(m), 1 + 20 * i));
+    record.set(session, 1 + 20 * state.members.length);
+    try {
+      await this.#identity.store.put(GROUPS_PREFIX + id, record);
+    } finally {
+      session.fill(0);
+      record.fill(0);
+    }
+  }
+
+  /** Loads every stored group (at create). A record that does not parse is reported and skipped. */
+  async #loadGroups(): Promise<void> {
+    for (const name of await this.#identity.store.list(GROUPS_PREFIX)) {
+      const record = await this.#identity.store.get(name);
+      if (record === undefined || record.length < 1) continue;
+      try {
+        const count = record[0];
+        const members = [...Array(count).keys()].map((i) =>
+          getAddress(hexlify(record.subarray(1 + 20 * i, 21 + 20 * i))),
+        );
+        const session = GroupSession.deserialize(record.subarray(1 + 20 * count), {
+          randomBytes: this.#options.randomBytes,
+        });
+        this.#groups.set(name.slice(GROUPS_PREFIX.length), { session, members });
+      } catch (error) {
+        this.#emit("error", error as Error);
+      } finally {
+        record.fill(0);
+      }
+    }
+  }
+
+  async #distribute(
+    groupId: Uint8Array,
+    state: GroupState,
+    distribution: Uint8Array,
+    to: readonly string[],
+    options: ClientCallOptions,
+  ): Promise<void> {
+    const content = encodeContent({ kind: ContentKind.GROUP_KEY, groupId, members: state.members, distribution });
+    for (const member of to) {
+      if (member === this.address) continue;
+      await this.#sendContent(member, content, options);
+    }
+  }
+
+  async #onGroupKey(
+    from: string,
+    groupId: Uint8Array,
+    members: readonly string[],
+    distribution: Uint8Array,
+  ): Promise<void> {
+    const id = toHex(groupId);
+    if (!members.includes(from) || !members.includes(this.address)) {
+      throw new TamperedMessageError(`SendingClient: group key for ${id} from a non-member or not naming this client`);
+    }
+    let state = this.#groups.get(id);
+    if (state === undefined) {
+      state = this.#newGroup(groupId, members);
+      state.session.processDistribution(from, distribution);
+      await this.#saveGroup(id);
+      await this.#retryGroupMessages(id);
+      await this.#distribute(groupId, state, state.session.distributionMessage(), members, {});
+      this.#emit("group", id);
+      return;
+    }
+    if (!state.members.includes(from)) return; // a removed member's key: ignored
+    const removed = state.members.filter((m) => !members.includes(m));
+    const added = members.filter((m) => !state!.members.includes(m));
+    if (removed.length > 0) {
+      state.members = state.members.filter((m) => !removed.includes(m));
+      const fresh = state.session.rekey(removed);
+      await this.#saveGroup(id);
+      await this.#distribute(groupId, state, fresh, state.members, {});
+    }
+    for (const member of added) {
+      state.members.push(member);
+      const mine = state.session.addMember(member);
+      await this.#saveGroup(id);
+      await this.#distribute(groupId, state, mine, [member], {});
+    }
+    try {
+      state.session.processDistribution(from, distribution);
+    } catch (error) {
+      if (!(error instanceof SenderKeyError) || error.code !== "StaleEpoch") throw error;
+    }
+    await this.#saveGroup(id);
+    await this.#retryGroupMessages(id);
+    this.#emit("group", id);
+  }
+
+  /**
+   * Removes `member` from a group: rekeys (a new sender key in the next epoch, the removed member's keys dropped) and
+   * sends the new key and member list to the remaining members, who rekey too. The removed member cannot read what
+   * is sent after.
+   */
+  async removeGroupMember(groupId: string, member: string, options: ClientCallOptions = {}): Promise<void> {
+    const id = normalizeGroupId(groupId);
+    const state = this.#groups.get(id);
+    if (state === undefined) throw new ClientError("UnknownGroup", `removeGroupMember: not in group ${id}`);
+    const removed = getAddress(member);
+    state.members = state.members.filter((m) => m !== removed);
+    const fresh = state.session.rekey([removed]);
+    await this.#saveGroup(id);
+    await this.#distribute(state.session.groupId, state, fresh, state.members, options);
+  }
+
+  /**
+   * Sends a text or binary message to every other member of a group: one sender-key encryption, carried to each
+   * member inside its pairwise session. Throws ClientError("UnknownGroup" | "MessageTooLarge").
+   */
+  async sendToGroup(
+    groupId: string,
+    content: string | Uint8Array,
+    options: ClientCallOptions = {},
+  ): Promise<GroupSendResult> {
+    const id = normalizeGroupId(groupId);
+    const state = this.#groups.get(id);
+    if (state === undefined) throw new ClientError("UnknownGroup", `sendToGroup: not in group ${id}`);
+    const plaintext = typeof content === "string" ? new TextEncoder().encode(content) : content;
+    if (plaintext.length > MAX_GROUP_MESSAGE_BYTES) {
+      throw new ClientError("MessageTooLarge", `sendToGroup: at most ${MAX_GROUP_MESSAGE_BYTES} bytes`);
+    }
+    const ciphertext = state.session.encrypt(plaintext);
+    await this.#saveGroup(id); // before anything leaves: a restart must never reuse this chain step
+    const body = encodeContent({
+      kind: ContentKind.GROUP_MESSAGE,
+      groupId: state.session.groupId,
+      message: ciphertext,
+    });
+    const result: SendResult = { messageIds: [], routes: [] };
+    for (const member of state.members) {
+      if (member === this.address) continue;
+      const sent = await this.#sendContent(member, body, options);
+      result.messageIds.push(...sent.messageIds);
+      result.routes.push(...sent.routes);
+    }
+    return { ...result, ciphertext };
+  }
+
+  /**
+   * Decrypts a sender-key message of a group with this client's keys (for messages kept or forwarded by the app).
+   * Throws ClientError("UnknownGroup") or SenderKeyError (e.g. "UnknownSenderKey" for a member removed before it).
+   */
+  async decryptGroupMessage(groupId: string, ciphertext: Uint8Array): Promise<{ from: string; plaintext: Uint8Array }> {
+    const id = normalizeGroupId(groupId);
+    const state = this.#groups.get(id);
+    if (state === undefined) throw new ClientError("UnknownGroup", `decryptGroupMessage: not in group ${id}`);
+    const opened = state.session.decrypt(ciphertext);
+    await this.#saveGroup(id);
+    return { from: getAddress(opened.senderId), plaintext: opened.plaintext };
+  }
+
+  // ------------------------------------------------------------------------------------------------ bills
+
+  #scheduleBills(operator: string): void {
+    this.#billsDue.add(operator);
+    this.#billTimer ??= setTimeout(() => this.#flushBills(), BILL_SUBMIT_DELAY_MS);
+  }
+
+  #flushBills(): void {
+    clearTimeout(this.#billTimer);
+    this.#billTimer = undefined;
+    if (this.#billsDue.size === 0) return;
+    const operators = [...this.#billsDue];
+    this.#billsDue.clear();
+    this.#billing = this.#billing
+      .then(() => this.submitBills({ operators }))
+      .catch((error: Error) => this.#emit("error", error));
+  }
+
+  async #currentEpoch(): Promise<bigint> {
+    if (this.#epoch === undefined || Date.now() - this.#epoch.at > EPOCH_MAX_AGE_MS) {
+      this.#epoch = { at: Date.now(), value: await this.#parameters.currentEpoch() };
+    }
+    return this.#epoch.value;
+  }
+
+  async #count(operator: string, messages: bigint, bytes: bigint): Promise<void> {
+    const epoch = await this.#currentEpoch();
+    const name = billRecord(epoch, operator);
+    const counter = decodeCounter(await this.#identity.store.get(name));
+    counter.messageCount += messages;
+    counter.byteCount += bytes;
+    await this.#identity.store.put(name, encodeCounter(counter));
+  }
+
+  /**
+   * The cumulative bills this client owes for the current epoch: one per node that delivered to it (or per node of
+   * `operators`), signed with the wallet-derived bill key.
+   */
+  async currentBills(operators?: readonly string[]): Promise<{ operator: string; bill: SignedBill }[]> {
+    const wanted = operators?.map((o) => getAddress(o));
+    const epoch = await this.#currentEpoch();
+    const prefix = `${BILLS_PREFIX}${epoch.toString(16).padStart(16, "0")}/`;
+    const out: { operator: string; bill: SignedBill }[] = [];
+    for (const name of await this.#identity.store.list(prefix)) {
+      const operator = getAddress(name.slice(prefix.length));
+      if (wanted !== undefined && !wanted.includes(operator)) continue;
+      const counter = decodeCounter(await this.#identity.store.get(name));
+      if (counter.messageCount === 0n) continue;
+      const key = this.#identity.billPrivateKey();
+      try {
+        out.push({
+          operator,
+          bill: signBill(key, {
+            nodeId: nodeIdFromAddress(operator),
+            epoch,
+            messageCount: counter.messageCount,
+            byteCount: counter.byteCount,
+          }),
+        });
+      } finally {
+        key.fill(0);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Signs and submits the current epoch's cumulative bill to each node that delivered (or to `operators` only).
+   * Returns, per operator, how many bills the node kept (1, or 0 when it refused it as stale or smaller).
+   */
+  async submitBills(
+    options: ClientCallOptions & { readonly operators?: readonly string[] } = {},
+  ): Promise<Map<string, number>> {
+    const result = new Map<string, number>();
+    for (const { operator, bill } of await this.currentBills(options.operators)) {
+      const node =
+        this.#homeNodes.find((n) => n.operator === operator) ?? (await readEdgeNode(this.#registry, operator));
+      if (node === undefined) continue;
+      result.set(operator, await submitBills(this.#host, asNode(node), [bill], { signal: options.signal }));
+    }
+    return result;
+  }
+
+  // ------------------------------------------------------------------------------------------------ backup
+
+  /**
+   * Seals `contents` under the wallet's backup key, points the DID at it (`backupPointer`), and parks the blob in this
+   * client's own inbox at its home nodes (as chunks through the relay, kept for MAX_TTL_SECONDS), where any client
+   * of the same wallet finds it. Older backup chunks are acknowledged (deleted) once the new pointer is set.
+   */
+  async backup(contents: BackupContents, options: ClientCallOptions = {}): Promise<string> {
+    if (this.#homeNodes.length === 0) await this.#loadHomeNodes();
+    const blob = sealBackup(this.#identity, contents, this.#options.randomBytes);
+    const pointer = backupPointer(blob);
+    const homes = this.#homeNodes.filter((n) => n.active);
+    for (const chunk of backupChunks(blob)) {
+      const messageId = this.#random(16);
+      const payload = encodeDelivery({ messageId, ttlSeconds: MAX_TTL_SECONDS, envelope: chunk });
+      await this.#deliverPayload(payload, homes, options);
+    }
+    await this.#did.setBackupPointer(pointer);
+    return pointer;
+  }
+
+  async #deliverPayload(
+    payload: Uint8Array,
+    homes: readonly EdgeNodeInfo[],
+    options: ClientCallOptions,
+  ): Promise<void> {
+    const nodes = await this.#edgeNodes();
+    const exit = this.#shuffle([...homes])[0];
+    const others = this.#shuffle(nodes.filter((n) => n.operator !== exit.operator));
+    const hops = Math.min(this.#options.hops ?? MAX_HOPS, others.length + 1);
+    if (hops < MIN_HOPS) throw new ClientError("NoRoute", `backup: need ${MIN_HOPS} edge nodes for a route`);
+    const route = [...others.slice(0, hops - 1), exit];
+    const packet = wrapPacket(
+      route.map((n) => ({ peerId: peerIdBytesOf(n), relayPublicKey: n.relayPublicKey })),
+      recipientIdOf(this.address),
+      payload,
+      this.#random,
+    );
+    await sendPacket(this.#host, asNode(route[0]), packet, { signal: options.signal });
+  }
+
+  /**
+   * Finds the backup the DID points at in this wallet's inbox (FETCH from the home nodes), checks it is the blob the
+   * pointer names, and opens it with the wallet's backup key. Throws ClientError("BackupNotFound") when the DID has
+   * no pointer or the chunks are not (yet) all there, and BackupError when the blob does not open.
+   */
+  async restoreBackup(options: ClientCallOptions = {}): Promise<BackupContents> {
+    const pointer = (await this.#did.readDid(this.address)).backupPointer;
+    if (!pointer.startsWith("sha256:"))
+      throw new ClientError("BackupNotFound", "restoreBackup: the DID names no backup");
+    await this.sync(options);
+    const digest = pointer.slice("sha256:".length).toLowerCase();
+    const chunks = [...this.#backupChunks.values()].filter((c) => toHex(c.digest) === digest);
+    const count = chunks[0]?.count ?? 0;
+    const byIndex = new Map(chunks.map((c) => [c.index, c]));
+    if (count === 0 || byIndex.size !== count) {
+      throw new ClientError(
+        "BackupNotFound",
+        `restoreBackup: found ${byIndex.size} of ${count || "?"} chunks of ${pointer}`,
+      );
+    }
+    const parts = [...Array(count).keys()].map((i) => byIndex.get(i)!.data);
+    const blob = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let offset = 0;
+    for (const p of parts) {
+      blob.set(p, offset);
+      offset += p.length;
+    }
+    if (toHex(sha256(blob)) !== digest)
+      throw new ClientError("BackupNotFound", "restoreBackup: chunks do not match the pointer");
+    return openBackup(this.#identity, blob);
+  }
+
+  #keepBackupChunk(stored: StoredEnvelope): void {
+    try {
+      const chunk = parseBackupChunk(stored.envelope);
+      this.#backupChunks.set(toHex(stored.messageId), chunk);
+    } catch (error) {
+      this.#emit("error", error as Error);
+    }
+  }
+}
+
+function peerIdBytesOf(node: EdgeNodeInfo): Uint8Array {
+  return peerIdBytes(node.peerId);
+}
+
+function normalizeGroupId(groupId: string): string {
+  const hex = groupId.toLowerCase().replace(/^0x/, "");
+  if (!/^[0-9a-f]{64}$/.test(hex))
+    throw new ClientError("UnknownGroup", `expected a 32-byte hex group id, got ${groupId}`);
+  return hex;
+}
+
+function decodeText(bytes: Uint8Array): string | undefined {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+function billRecord(epoch: bigint, operator: string): string {
+  return `${BILLS_PREFIX}${epoch.toString(16).padStart(16, "0")}/${getAddress(operator).toLowerCase()}`;
+}
+
+function decodeCounter(bytes: Uint8Array | undefined): BillCounter {
+  if (bytes === undefined || bytes.length !== 16) return { messageCount: 0n, byteCount: 0n };
+  const view = new DataView(bytes.buffer, bytes.byteOffset, 16);
+  return { messageCount: view.getBigUint64(0), byteCount: view.getBigUint64(8) };
+}
+
+function encodeCounter(counter: BillCounter): Uint8Array {
+  const out = new Uint8Array(16);
+  const view = new DataView(out.buffer);
+  view.setBigUint64(0, counter.messageCount);
+  view.setBigUint64(8, counter.byteCount);
+  return out;
+}
+
+/** Runs `call`, retrying while the node refuses it as UNAUTHORIZED (its view of the DIDs lags the chain). */
+async function retryChainLag<T>(call: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call();
+    } catch (error) {
+      const lagging = error instanceof NodeRefusedError && error.wireCode === WireErrorCode.UNAUTHORIZED;
+      if (!lagging || attempt >= CHAIN_LAG_RETRIES || signal?.aborted) throw error;
+    }
+    await sleep(CHAIN_LAG_DELAY_MS, signal);
+  }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    }
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/**
+ * The account a `deviceKeys` entry names, or undefined. A device entry is the device account's address left-padded to
+ * 32 bytes: 12 zero bytes, which an X25519 key has with probability 2^-96, so the two kinds of entry cannot be
+ * confused.
+ */
+function accountOfDeviceKey(key: Uint8Array): string | undefined {
+  if (key.length !== 32 || key.subarray(0, 12).some((b) => b !== 0)) return undefined;
+  return getAddress(hexlify(key.subarray(12)));
+}

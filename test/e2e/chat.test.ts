@@ -1,0 +1,397 @@
+import { expect } from "chai";
+import { ethers } from "hardhat";
+import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
+import { Wallet } from "ethers";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { deployProtocolFixture } from "../fixtures/protocol";
+import { startEdgeNode, type EdgeNode } from "../../node/edge";
+import { createLogger } from "../../node/log";
+import { NodeRole, TOKEN } from "../../sdk/chain/protocol";
+import { SenderKeyError } from "../../sdk/crypto/senderKeys";
+import { RatchetError, TamperedMessageError } from "../../sdk/crypto/ratchet";
+import { readEdgeNodes } from "../../sdk/chain/nodes";
+import { sendPacket, recipientIdOf } from "../../sdk/net/calls";
+import { peerIdBytes } from "../../sdk/net/peerId";
+import { InnerType, sealEnvelope } from "../../sdk/client/envelope";
+import { encodeDelivery } from "../../sdk/wire/messages";
+import { wrapPacket } from "../../sdk/wire/onion";
+import { FileStorage, MemoryStorage, type StorageAdapter } from "../../sdk/storage";
+import {
+  NoPrekeysError,
+  ONE_TIME_PREKEYS_BATCH,
+  SendingClient,
+  UnknownRecipientError,
+  type ReceivedMessage,
+  type SendingClientOptions,
+} from "../../sdk/client";
+
+/** Discovery and directory poll the chain this often in the test (the default 2 s would only slow the test down). */
+const POLL_MS = 100;
+/** Longest wait for a message on its way: 3 hops on 127.0.0.1 take milliseconds; this only bounds a failure. */
+const WAIT_MS = 10_000;
+
+type Ctx = Awaited<ReturnType<typeof deployProtocolFixture>>;
+
+/** Resolves with the next message matching `filter`, or fails after WAIT_MS. */
+function next(client: SendingClient, filter: (m: ReceivedMessage) => boolean = () => true): Promise<ReceivedMessage> {
+  return client.nextMessage(filter, { signal: AbortSignal.timeout(WAIT_MS) });
+}
+
+/** Waits until `check` is true, polling; fails after WAIT_MS. */
+async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + WAIT_MS;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", function () {
+  this.timeout(120_000);
+
+  let ctx: Ctx;
+  let root: string;
+  const nodes: EdgeNode[] = [];
+  const clients: SendingClient[] = [];
+  let alice: HardhatEthersSigner;
+  let bob: HardhatEthersSigner;
+  let carol: HardhatEthersSigner;
+  let dave: HardhatEthersSigner;
+
+  async function client(
+    signer: HardhatEthersSigner,
+    storage: StorageAdapter = new MemoryStorage(),
+    extra: Partial<SendingClientOptions> = {},
+  ) {
+    const c = await SendingClient.create({
+      signer,
+      storage,
+      deployment: ctx.deployment,
+      provider: ethers.provider,
+      oneTimePrekeys: 6,
+      ...extra,
+    });
+    clients.push(c);
+    c.on("error", () => undefined); // background failures are asserted through their effects
+    return c;
+  }
+
+  before(async () => {
+    ctx = await deployProtocolFixture();
+    root = await mkdtemp(path.join(tmpdir(), "sending-chat-"));
+    const operators = ctx.signers.slice(1, 5); // four edge nodes
+    [alice, bob, carol, dave] = ctx.signers.slice(5, 9);
+    for (const [i, operator] of operators.entries()) {
+      const signerKey = Wallet.createRandom();
+      const node = await startEdgeNode({
+        dataDir: path.join(root, `node-${i}`),
+        provider: ethers.provider,
+        deployment: ctx.deployment,
+        operator: operator.address,
+        signerKey: signerKey.privateKey,
+        pollMs: POLL_MS,
+        logger: createLogger("edge", "error"), // the nodes start before they are registered: expected warnings
+      });
+      nodes.push(node);
+      const stake = 1_000n * TOKEN;
+      await (await ctx.token.transfer(operator.address, stake)).wait();
+      await (await ctx.token.connect(operator).approve(await ctx.registry.getAddress(), stake)).wait();
+      const addrs = node.multiaddrs().map((a) => a.replace(/\/p2p\/.*$/, ""));
+      await (
+        await ctx.registry.connect(operator).register(NodeRole.Edge, node.peerId, addrs, signerKey.address, 0, stake)
+      ).wait();
+    }
+    // Every node must know every other before packets can be forwarded between them.
+    await until(() => nodes.every((n) => n.discovery.nodes().length === nodes.length), "discovery of all nodes");
+  });
+
+  after(async () => {
+    await Promise.allSettled(clients.map((c) => c.stop()));
+    await Promise.allSettled(nodes.map((n) => n.stop()));
+    await rm(root, { recursive: true, force: true });
+  });
+
+  let aliceClient: SendingClient;
+  let bobClient: SendingClient;
+  const bobStorage = new MemoryStorage();
+
+  it("refuses to send to an address without a DID, and to one whose home nodes hold no prekeys", async () => {
+    aliceClient = await client(alice);
+    await aliceClient.register({ homeNodes: [nodes[0].operator] });
+    await aliceClient.start();
+    const error = await aliceClient.send(dave.address, "anyone there?").then(
+      () => expect.fail("expected UnknownRecipientError"),
+      (e: unknown) => e,
+    );
+    expect(error).to.be.instanceOf(UnknownRecipientError);
+    // Dave registers a DID on chain but never publishes prekeys to his home node.
+    const daveClient = await client(dave);
+    await daveClient.did.register(daveClient.identity, { homeNodes: [nodes[3].operator] });
+    const noPrekeys = await aliceClient.send(dave.address, "hello?").then(
+      () => expect.fail("expected NoPrekeysError"),
+      (e: unknown) => e,
+    );
+    expect(noPrekeys).to.be.instanceOf(NoPrekeysError);
+  });
+
+  it("chats both ways in text and binary; replicas from two home nodes arrive once, billed per node", async () => {
+    bobClient = await client(bob, bobStorage);
+    await bobClient.register({ homeNodes: [nodes[1].operator, nodes[2].operator] });
+    // Bob's 6 one-time prekeys were split 3 and 3, each below the low-water mark: each node got a batch of 20 more.
+    for (const node of [nodes[1], nodes[2]]) {
+      expect(node.prekeys.oneTimePrekeysHeld(bob.address)).to.equal(3 + ONE_TIME_PREKEYS_BATCH);
+    }
+    expect(nodes[0].prekeys.oneTimePrekeysHeld(alice.address)).to.equal(6);
+    await bobClient.start();
+    const received: ReceivedMessage[] = [];
+    bobClient.on("message", (m) => received.push(m));
+
+    const arriving = next(bobClient);
+    const sent = await aliceClient.send(bob.address, "hi bob");
+    const first = await arriving;
+    expect(first.from).to.equal(alice.address);
+    expect(first.text).to.equal("hi bob");
+    expect(first.messageId).to.equal(sent.messageIds[0]);
+    // 3 hops by default (four nodes registered), ending at one of Bob's home nodes.
+    expect(sent.routes[0]).to.have.length(3);
+    expect([nodes[1].operator, nodes[2].operator]).to.include(sent.routes[0][2]);
+
+    const reply = next(aliceClient);
+    await bobClient.send(alice.address, "hi alice");
+    expect((await reply).text).to.equal("hi alice");
+
+    const binary = next(bobClient, (m) => m.kind === "binary");
+    await aliceClient.send(bob.address, new Uint8Array([0, 1, 2, 255]));
+    expect((await binary).data).to.deep.equal(new Uint8Array([0, 1, 2, 255]));
+
+    // The exit replicated each message to Bob's other home node; both copies reached Bob, one was delivered.
+    await until(
+      async () => nodes[1].inbox.store.totalMessages() === 0 && nodes[2].inbox.store.totalMessages() === 0,
+      "both home nodes to be acknowledged",
+    );
+    expect(received.map((m) => m.text ?? "<binary>")).to.deep.equal(["hi bob", "<binary>"]);
+
+    // Bob signed a cumulative bill for each home node that delivered, and the nodes kept them.
+    // (The count follows each acknowledgement, so it may trail the emptied inboxes by a moment.)
+    await until(
+      async () => (await bobClient.currentBills()).every((b) => b.bill.bill.messageCount === 2n),
+      "Bob's bills to count both messages",
+    );
+    const bills = await bobClient.currentBills();
+    expect(bills.map((b) => b.operator).sort()).to.deep.equal([nodes[1].operator, nodes[2].operator].sort());
+    await until(() => nodes[1].bills.count() + nodes[2].bills.count() === 2, "the nodes to keep Bob's bills");
+  });
+
+  it("reports and drops a tampered or forged envelope, keeps receiving, and aborts a send on request", async () => {
+    const errors: Error[] = [];
+    const listener = (e: Error) => errors.push(e);
+    bobClient.on("error", listener);
+    const [entry, middle] = (await readEdgeNodes(ctx.registry)).filter((n) => n.operator !== nodes[1].operator);
+    const exit = (await readEdgeNodes(ctx.registry)).find((n) => n.operator === nodes[1].operator)!;
+    const deliver = async (envelope: Uint8Array) => {
+      const payload = encodeDelivery({
+        messageId: crypto.getRandomValues(new Uint8Array(16)),
+        ttlSeconds: 60,
+        envelope,
+      });
+      const route = [entry, middle, exit].map((n) => ({
+        peerId: peerIdBytes(n.peerId),
+        relayPublicKey: n.relayPublicKey,
+      }));
+      await sendPacket(
+        aliceClient.host,
+        { peerId: entry.peerId, multiaddrs: entry.multiaddrs },
+        wrapPacket(route, recipientIdOf(bob.address), payload),
+      );
+    };
+    const garbage = crypto.getRandomValues(new Uint8Array(120));
+    garbage[0] = 0x01; // claims to be sealed; the seal does not open
+    await deliver(garbage);
+    // Sealed correctly to Bob, claiming Alice, but not from her session.
+    const bobKey = bobClient.identity.publicIdentity.dh;
+    await deliver(
+      sealEnvelope(bobKey, {
+        type: InnerType.RATCHET,
+        sender: alice.address,
+        body: crypto.getRandomValues(new Uint8Array(90)),
+      }),
+    );
+    await until(() => errors.length === 2, "both envelopes to be refused");
+    expect(errors[0]).to.be.instanceOf(TamperedMessageError);
+    expect(errors[1]).to.be.instanceOf(RatchetError);
+    await until(() => nodes[1].inbox.store.totalMessages() === 0, "the refused envelopes to be acknowledged");
+    bobClient.off("error", listener);
+
+    const still = next(bobClient);
+    await aliceClient.send(bob.address, "still here");
+    expect((await still).text).to.equal("still here");
+
+    const controller = new AbortController();
+    controller.abort(new Error("changed my mind"));
+    await aliceClient.send(bob.address, "never", { signal: controller.signal }).then(
+      () => expect.fail("expected an abort"),
+      (e: Error) => expect(e.message).to.equal("changed my mind"),
+    );
+  });
+
+  it("converges when two users open sessions to each other at the same time", async () => {
+    const [erin, frank] = ctx.signers.slice(9, 11);
+    const e = await client(erin);
+    const f = await client(frank);
+    await e.register({ homeNodes: [nodes[0].operator] });
+    await f.register({ homeNodes: [nodes[2].operator] });
+    const atErin: string[] = [];
+    const atFrank: string[] = [];
+    e.on("message", (m) => atErin.push(m.text!));
+    f.on("message", (m) => atFrank.push(m.text!));
+    // Both send before either receives anything (neither has started receiving): two initial messages cross.
+    await Promise.all([e.send(frank.address, "e1"), f.send(erin.address, "f1")]);
+    await Promise.all([e.start(), f.start()]);
+    await until(() => atErin.length === 1 && atFrank.length === 1, "the crossing first messages");
+    for (let i = 2; i <= 4; i++) {
+      await e.send(frank.address, `e${i}`);
+      await f.send(erin.address, `f${i}`);
+    }
+    await until(() => atErin.length === 4 && atFrank.length === 4, "the following messages");
+    expect(atFrank).to.deep.equal(["e1", "e2", "e3", "e4"]);
+    expect(atErin).to.deep.equal(["f1", "f2", "f3", "f4"]);
+  });
+
+  it("keeps messages for a recipient that is offline and delivers them when it comes back", async () => {
+    await bobClient.stop();
+    await aliceClient.send(bob.address, "while you were away 1");
+    await aliceClient.send(bob.address, "while you were away 2");
+    await until(() => nodes[1].inbox.store.totalMessages() === 2, "the messages to wait at Bob's home node");
+
+    // Bob comes back: a new client over the same storage (sessions survived), draining the inbox on start.
+    const back = await client(bob, bobStorage);
+    const received: ReceivedMessage[] = [];
+    back.on("message", (m) => received.push(m));
+    await back.start();
+    await until(() => received.length === 2, "the stored messages");
+    expect(received.map((m) => m.text)).to.deep.equal(["while you were away 1", "while you were away 2"]);
+    bobClient = back;
+
+    const live = next(aliceClient);
+    await bobClient.send(alice.address, "back online");
+    expect((await live).text).to.equal("back online");
+  });
+
+  it("delivers to every device of a user, and shows a device's messages as its user's", async () => {
+    // Bob opens a second app: a device account of its own, linked both ways with Bob's DID.
+    const phone = await SendingClient.createDevice({
+      signer: bob,
+      storage: new MemoryStorage(),
+      deployment: ctx.deployment,
+      provider: ethers.provider,
+      oneTimePrekeys: 6,
+    });
+    clients.push(phone);
+    phone.on("error", () => undefined);
+    expect(phone.owner).to.equal(bob.address);
+    expect(phone.address).to.not.equal(bob.address);
+    await phone.register({ homeNodes: [nodes[3].operator] });
+    await phone.start();
+
+    const atBob = next(bobClient);
+    const atPhone = next(phone);
+    const sent = await aliceClient.send(bob.address, "to every device of bob");
+    expect(sent.messageIds).to.have.length(2);
+    expect((await atBob).text).to.equal("to every device of bob");
+    const onPhone = await atPhone;
+    expect(onPhone.text).to.equal("to every device of bob");
+    expect(onPhone.from).to.equal(alice.address);
+
+    const atAlice = next(aliceClient);
+    await phone.send(alice.address, "from bob's phone");
+    const fromPhone = await atAlice;
+    expect(fromPhone.text).to.equal("from bob's phone");
+    expect(fromPhone.from).to.equal(bob.address);
+    expect(fromPhone.device).to.equal(phone.address);
+  });
+
+  it("runs a group of three by sender keys; a removed member cannot read later messages", async () => {
+    const carolClient = await client(carol);
+    await carolClient.register({ homeNodes: [nodes[3].operator] });
+    await carolClient.start();
+
+    const groupId = await aliceClient.createGroup([bob.address, carol.address]);
+    // Bob and Carol answer with their own sender keys; wait until everyone holds everyone's.
+    const hasKeys = (c: SendingClient) => c.groupMembers(groupId)?.length === 3;
+    await until(() => hasKeys(bobClient) && hasKeys(carolClient), "the group to form");
+
+    const atBob = next(bobClient, (m) => m.groupId === groupId);
+    const atCarol = next(carolClient, (m) => m.groupId === groupId);
+    await aliceClient.sendToGroup(groupId, "hello group");
+    expect((await atBob).text).to.equal("hello group");
+    expect((await atCarol).text).to.equal("hello group");
+    expect((await atCarol).from).to.equal(alice.address);
+
+    const fromBobAtAlice = next(aliceClient, (m) => m.groupId === groupId);
+    const fromBobAtCarol = next(carolClient, (m) => m.groupId === groupId);
+    await until(async () => {
+      try {
+        await bobClient.sendToGroup(groupId, "bob to the group");
+        return true;
+      } catch {
+        return false; // Carol's key may still be on its way to Bob
+      }
+    }, "Bob to send to the group");
+    expect((await fromBobAtAlice).text).to.equal("bob to the group");
+    expect((await fromBobAtCarol).text).to.equal("bob to the group");
+
+    await aliceClient.removeGroupMember(groupId, carol.address);
+    await until(() => bobClient.groupMembers(groupId)?.length === 2, "Bob to rekey without Carol");
+    const carolGot: ReceivedMessage[] = [];
+    carolClient.on("message", (m) => carolGot.push(m));
+    const later = next(bobClient, (m) => m.groupId === groupId);
+    const secret = await aliceClient.sendToGroup(groupId, "carol is gone");
+    expect((await later).text).to.equal("carol is gone");
+    expect(secret.messageIds).to.have.length(1); // sent to Bob only
+    // Even holding the ciphertext, Carol's keys do not open it.
+    await carolClient.decryptGroupMessage(groupId, secret.ciphertext).then(
+      () => expect.fail("Carol opened a message sent after her removal"),
+      (e: unknown) => expect(e).to.be.instanceOf(SenderKeyError),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(carolGot).to.deep.equal([]);
+
+    // The group survives a restart: Bob's new client over the same storage still reads and writes it.
+    await bobClient.stop();
+    bobClient = await client(bob, bobStorage);
+    await bobClient.start();
+    expect(bobClient.groupMembers(groupId)).to.have.members([alice.address, bob.address]);
+    const afterRestart = next(bobClient, (m) => m.groupId === groupId);
+    await aliceClient.sendToGroup(groupId, "still in the group");
+    expect((await afterRestart).text).to.equal("still in the group");
+    const atAlice = next(aliceClient, (m) => m.groupId === groupId);
+    await bobClient.sendToGroup(groupId, "bob after restart");
+    expect((await atAlice).text).to.equal("bob after restart");
+  });
+
+  it("restores the backup in a fresh client of the same wallet, which then takes over the chat", async () => {
+    const contents = {
+      contacts: [{ address: bob.address, name: "Bob", addedAt: 1_700_000_000_000 }],
+      history: [{ peer: bob.address, direction: "received" as const, timestamp: 1_700_000_000_001, text: "hi alice" }],
+    };
+    const pointer = await aliceClient.backup(contents);
+    expect((await aliceClient.did.readDid(alice.address)).backupPointer).to.equal(pointer);
+    await aliceClient.stop();
+
+    const dir = path.join(root, "alice-new-app");
+    const fresh = await client(alice, await FileStorage.open(dir));
+    expect(fresh.identity.publicIdentity.dh).to.not.deep.equal(aliceClient.identity.publicIdentity.dh);
+    await fresh.register({ homeNodes: [nodes[0].operator] }); // the new identity keys go on chain
+    expect(await fresh.restoreBackup()).to.deep.equal(contents);
+    await fresh.start();
+
+    const atFresh = next(fresh);
+    await bobClient.send(alice.address, "welcome back");
+    expect((await atFresh).text).to.equal("welcome back");
+    const atBob = next(bobClient);
+    await fresh.send(bob.address, "thanks");
+    expect((await atBob).text).to.equal("thanks");
+  });
+});

@@ -1,0 +1,420 @@
+import { expect } from "chai";
+import { ethers, network } from "hardhat";
+import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
+import { getBytes, keccak256, toUtf8Bytes } from "ethers";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { deployProtocolFixture } from "../fixtures/protocol";
+import { didDocument } from "../fixtures/rollup";
+import { billKeyOf, nodeIdFromAddress, recipientKeyHash, signBill, type SignedBill } from "../../sdk/bill/bill";
+import { buildRelayBatch, orderKey, RELAY_BATCH_TEST_PARAMS } from "../../sdk/bill/batchInput";
+import { proveRelayBatch } from "../../sdk/bill/prove";
+import { IdentityTree } from "../../sdk/chain/identityTree";
+import { NodeRole, TOKEN } from "../../sdk/chain/protocol";
+import {
+  GUARDIAN_STATE_FILE,
+  Guardian,
+  Libp2pBillSource,
+  type BillSource,
+  type GuardianEvent,
+} from "../../node/guardian";
+import { BillService, IdentityTreeFollower } from "../../node/bills";
+import { openNodeDatabase, type NodeDatabase } from "../../node/db";
+import { createEdgeHost, type EdgeHost } from "../../node/host";
+import { readEdgeNodes } from "../../sdk/chain/nodes";
+import { BILLS_MAX_FRAME_BYTES, BILLS_PROTOCOL, FrameDecoder, encodeFrame } from "../../sdk/wire/frame";
+import { BillsType, encodeBillsMessage, parseBillsMessage } from "../../sdk/wire/messages";
+import {
+  ProverError,
+  WorkerProver,
+  circuitArtifactPaths,
+  type BatchProver,
+  type ProofProgress,
+} from "../../node/prover";
+
+const RECIPIENTS = 5;
+
+/**
+ * Two edge nodes, two guardians (the daemon's and a competitor), and five recipients whose DIDs and bill keys are
+ * registered on chain, sorted by order key.
+ */
+async function guardianFixture() {
+  const base = await deployProtocolFixture();
+  const { token, registry, didRegistry, parameters, signers } = base;
+  const [, edgeA, edgeB, guardian, rival, outsider] = signers;
+  const stake = async (s: (typeof signers)[number], role: NodeRole, amount: bigint) => {
+    await token.transfer(s.address, amount);
+    await token.connect(s).approve(await registry.getAddress(), amount);
+    await registry
+      .connect(s)
+      .register(role, `12D3KooW${s.address.slice(2, 12)}`, ["/ip4/127.0.0.1/tcp/4001"], s.address, 0, amount);
+  };
+  await stake(edgeA, NodeRole.Edge, 1_000n * TOKEN);
+  await stake(edgeB, NodeRole.Edge, 1_000n * TOKEN);
+  await stake(guardian, NodeRole.Guardian, 2_000n * TOKEN);
+  await stake(rival, NodeRole.Guardian, 2_000n * TOKEN);
+  const recipients = signers.slice(10, 10 + RECIPIENTS).map((account, i) => {
+    const privateKey = getBytes(keccak256(toUtf8Bytes(`guardian-test/recipient/${i}`)));
+    const billKey = billKeyOf(privateKey);
+    return { account, privateKey, billKey, keyHash: recipientKeyHash(billKey) };
+  });
+  for (const r of recipients) await didRegistry.connect(r.account).register(didDocument(edgeA.address), r.billKey);
+  recipients.sort((x, y) => (orderKey(x.keyHash) < orderKey(y.keyHash) ? -1 : 1));
+  const epoch = await parameters.currentEpoch();
+  const epochEnd = await parameters.epochStart(epoch + 1n);
+  const billFor = (recipient: number, node: string, messageCount: bigint, forEpoch = epoch): SignedBill =>
+    signBill(recipients[recipient].privateKey, {
+      nodeId: nodeIdFromAddress(node),
+      epoch: forEpoch,
+      messageCount,
+      byteCount: messageCount * 500n,
+    });
+  const startBlock = base.deployment.startBlock;
+  return { ...base, edgeA, edgeB, guardian, rival, outsider, recipients, epoch, epochEnd, billFor, startBlock };
+}
+
+type Fixture = Awaited<ReturnType<typeof guardianFixture>>;
+
+/** A bill source holding a fixed list: what the edge nodes would hand over for the epoch. */
+function listSource(bills: readonly SignedBill[]): BillSource & { calls: bigint[] } {
+  const calls: bigint[] = [];
+  return {
+    calls,
+    async collect(epoch) {
+      calls.push(epoch);
+      return bills.filter((b) => b.bill.epoch === epoch || b.bill.epoch === epoch + 1n);
+    },
+  };
+}
+
+describe("node/guardian: settles bills with real proofs on the real rollup", function () {
+  this.timeout(180_000);
+
+  const artifacts = circuitArtifactPaths("relay_batch_test");
+  const prover = new WorkerProver(artifacts);
+  let root: string;
+
+  before(async () => {
+    root = await mkdtemp(path.join(tmpdir(), "sending-guardian-"));
+  });
+  after(async () => {
+    await prover.close();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  function newGuardian(
+    f: Fixture,
+    dataDir: string,
+    source: BillSource,
+    events: GuardianEvent[] = [],
+    p: BatchProver = prover,
+  ) {
+    return new Guardian({
+      dataDir,
+      contracts: {
+        rollup: f.rollup.connect(f.guardian),
+        registry: f.registry,
+        didRegistry: f.didRegistry,
+        parameters: f.parameters,
+      },
+      startBlock: f.startBlock,
+      source,
+      circuit: RELAY_BATCH_TEST_PARAMS,
+      prover: p,
+      onEvent: (event) => events.push(event),
+    });
+  }
+
+  it("settles two nodes' bills after the epoch ends, three bills for one node over two batches, and nothing twice", async () => {
+    const f = await loadFixture(guardianFixture);
+    const { edgeA, edgeB, guardian, outsider, billFor, epoch, rollup } = f;
+    const tampered = billFor(4, edgeB.address, 9n);
+    const bills = [
+      billFor(0, edgeA.address, 3n), // superseded by the larger cumulative bill below
+      billFor(0, edgeA.address, 40n),
+      billFor(1, edgeA.address, 5_000n), // credits 1,000 (the per-bill cap)
+      billFor(2, edgeA.address, 2n), // the third bill of A: the circuit's slot holds two, so a second batch
+      billFor(3, edgeB.address, 7n),
+      { ...tampered, bill: { ...tampered.bill, messageCount: 900n } }, // signature no longer matches
+      billFor(4, outsider.address, 50n), // not an edge node
+      billFor(4, edgeB.address, 60n, epoch + 1n), // the running epoch, not the ended one
+      signBill(getBytes(keccak256(toUtf8Bytes("not registered"))), {
+        nodeId: nodeIdFromAddress(edgeB.address),
+        epoch,
+        messageCount: 70n,
+        byteCount: 1n,
+      }), // a key outside the identity tree
+    ];
+    const events: GuardianEvent[] = [];
+    const daemon = newGuardian(f, path.join(root, "settle"), listSource(bills), events);
+
+    expect((await daemon.runOnce()).epochs).to.deep.equal([]); // the epoch is still running: nothing to do
+    await time.increaseTo(f.epochEnd);
+
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 20);
+    const report = await daemon.runOnce().finally(() => clearInterval(timer));
+
+    expect(report.epochs).to.deep.equal([epoch]);
+    expect(report.settlements).to.have.length(2);
+    const [first, second] = report.settlements;
+    // Nodes fill slots in address order.
+    const expected: [string, bigint][] = [
+      [edgeA.address, 40n + 1_000n],
+      [edgeB.address, 7n],
+    ];
+    expected.sort((x, y) => (BigInt(x[0]) < BigInt(y[0]) ? -1 : 1));
+    expect(first.slots.map((s) => [s.node, s.work])).to.deep.equal(expected);
+    const slotA = first.slots.find((s) => s.node === edgeA.address)!;
+    expect(second.slots.map((s) => [s.node, s.prevBound, s.work])).to.deep.equal([[edgeA.address, slotA.newBound, 2n]]);
+    expect(await rollup.workOf(edgeA.address, epoch)).to.equal(1_042n);
+    expect(await rollup.workOf(edgeB.address, epoch)).to.equal(7n);
+    expect(await rollup.boundOf(edgeA.address, epoch)).to.equal(orderKey(f.recipients[2].keyHash));
+    expect(await rollup.guardianWorkOf(guardian.address, epoch)).to.equal(1_049n);
+    const collected = events.find((e) => e.kind === "collected");
+    expect(collected).to.deep.include({ received: 9, accepted: 4 }); // recipient 0 once, at its larger bill
+
+    // Proof progress came through, rising to 1, and the event loop kept running while the worker proved.
+    const progress = events
+      .filter((e) => e.kind === "progress")
+      .map((e) => (e as { progress: ProofProgress }).progress);
+    expect(progress[0].stage).to.equal("witness");
+    expect(progress.at(-1)).to.deep.include({ stage: "done", fraction: 1 });
+    expect(progress.filter((p) => p.stage === "done")).to.have.length(2); // one per proof
+    for (let i = 1; i < progress.length; i++) {
+      if (progress[i].stage !== "witness") expect(progress[i].fraction).to.be.at.least(progress[i - 1].fraction);
+    }
+    expect(ticks).to.be.greaterThan(50); // two proofs of seconds each at 20 ms a tick: a blocked loop counts a handful
+
+    // A second round finds every bill at or below the bounds: no proof, no transaction.
+    const nonce = await ethers.provider.getTransactionCount(guardian.address);
+    const again = await daemon.runOnce();
+    expect(again.settlements).to.deep.equal([]);
+    expect(await ethers.provider.getTransactionCount(guardian.address)).to.equal(nonce);
+    expect(await rollup.workOf(edgeA.address, epoch)).to.equal(1_042n);
+  });
+
+  it("recovers from a lost race by rebuilding above the bound another guardian stored, counting no bill twice", async () => {
+    const f = await loadFixture(guardianFixture);
+    const { edgeA, rival, billFor, epoch, rollup } = f;
+    const bills = [billFor(0, edgeA.address, 11n), billFor(1, edgeA.address, 22n)];
+    await time.increaseTo(f.epochEnd);
+
+    // While the daemon proves its batch (recipients 0 and 1), a rival guardian settles recipient 0 for node A.
+    const tree = IdentityTree.fromEvents(
+      (await f.didRegistry.queryFilter(f.didRegistry.filters.IdentityTreeChanged())).map((e) => ({
+        index: e.args.index,
+        leaf: e.args.leaf,
+      })),
+    );
+    let raced = false;
+    const racingProver = {
+      prove: async (...args: Parameters<WorkerProver["prove"]>) => {
+        if (!raced) {
+          raced = true;
+          const batch = buildRelayBatch(RELAY_BATCH_TEST_PARAMS, {
+            epoch,
+            tree,
+            slots: [{ nodeId: nodeIdFromAddress(edgeA.address), prevBound: 0n, bills: [bills[0]] }],
+          });
+          const proof = await proveRelayBatch(batch, artifacts);
+          await rollup.connect(rival).submitBatch(epoch, tree.root, proof.slots, proof.proof);
+        }
+        return prover.prove(...args);
+      },
+    };
+    const events: GuardianEvent[] = [];
+    const daemon = newGuardian(f, path.join(root, "race"), listSource(bills), events, racingProver);
+    const report = await daemon.runOnce();
+
+    expect(events.filter((e) => e.kind === "rebuild").map((e) => (e as { reason: string }).reason)).to.deep.equal([
+      "RollupBoundMismatch",
+    ]);
+    expect(report.settlements).to.have.length(1);
+    expect(report.settlements[0].slots).to.deep.equal([
+      {
+        node: edgeA.address,
+        prevBound: orderKey(f.recipients[0].keyHash),
+        newBound: orderKey(f.recipients[1].keyHash),
+        work: 22n,
+      },
+    ]);
+    expect(await rollup.workOf(edgeA.address, epoch)).to.equal(11n + 22n);
+    expect(await rollup.guardianWorkOf(rival.address, epoch)).to.equal(11n);
+    expect(await rollup.guardianWorkOf(f.guardian.address, epoch)).to.equal(22n);
+  });
+
+  it("after a restart waits for the batch it left in flight instead of sending another", async () => {
+    const f = await loadFixture(guardianFixture);
+    const { edgeA, edgeB, guardian, billFor, epoch, rollup } = f;
+    const source = listSource([billFor(0, edgeA.address, 5n), billFor(1, edgeB.address, 6n)]);
+    const dataDir = path.join(root, "restart");
+    await time.increaseTo(f.epochEnd);
+    const nonce = await ethers.provider.getTransactionCount(guardian.address);
+    await network.provider.send("evm_setAutomine", [false]);
+    try {
+      // The first run proves and sends its batch; it is stopped before the transaction is mined.
+      const first = newGuardian(f, dataDir, source);
+      await first.start();
+      const sentAt = Date.now();
+      while (first.pendingTxHash === undefined) {
+        if (Date.now() - sentAt > 120_000) throw new Error("the first run never sent its batch");
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const txHash = first.pendingTxHash;
+      await first.stop();
+      const saved = JSON.parse(await readFile(path.join(dataDir, GUARDIAN_STATE_FILE), "utf8")) as {
+        pending?: { txHash: string };
+      };
+      expect(saved.pending?.txHash).to.equal(txHash);
+
+      // The second run, from the same data directory, waits for that transaction; it is mined meanwhile.
+      const events: GuardianEvent[] = [];
+      const second = newGuardian(f, dataDir, source, events);
+      const round = second.runOnce();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(events).to.deep.equal([]); // still waiting: it has not collected or proved anything
+      await network.provider.send("evm_mine", []);
+      const report = await round;
+
+      expect(events.map((e) => e.kind)).to.deep.equal(["settled", "resumed", "collected"]);
+      expect(events[1]).to.deep.equal({ kind: "resumed", txHash, status: "settled" });
+      expect(events.filter((e) => e.kind === "proving")).to.deep.equal([]);
+      expect(report.settlements.map((s) => s.txHash)).to.deep.equal([txHash]);
+      expect(second.settlements.map((s) => s.txHash)).to.deep.equal([txHash]);
+      expect(second.pendingTxHash).to.equal(undefined);
+      expect(await ethers.provider.getTransactionCount(guardian.address)).to.equal(nonce + 1); // one batch sent, ever
+      expect(await rollup.workOf(edgeA.address, epoch)).to.equal(5n);
+      expect(await rollup.workOf(edgeB.address, epoch)).to.equal(6n);
+    } finally {
+      await network.provider.send("evm_setAutomine", [true]);
+    }
+  });
+});
+
+describe("node/guardian: collects bills over libp2p from real edge nodes' bill books", function () {
+  this.timeout(120_000);
+
+  it("settles what recipients submitted to two edge nodes, collected with BILLS COLLECT", async () => {
+    const f = await loadFixture(guardianFixture);
+    const { edgeA, edgeB, billFor, epoch, rollup, registry, parameters, didRegistry } = f;
+    const root = await mkdtemp(path.join(tmpdir(), "sending-guardian-p2p-"));
+    const hosts: EdgeHost[] = [];
+    const books: { service: BillService; db: NodeDatabase }[] = [];
+    let prover: WorkerProver | undefined;
+    try {
+      for (const [name, operator] of [
+        ["a", edgeA],
+        ["b", edgeB],
+      ] as const) {
+        const host = await createEdgeHost({ dataDir: path.join(root, name) });
+        hosts.push(host);
+        const db = openNodeDatabase(path.join(root, `${name}.sqlite`), { withoutInbox: true });
+        const service = new BillService(host.libp2p, {
+          db,
+          operator: operator.address,
+          currentEpoch: () => parameters.currentEpoch(),
+          identityTree: new IdentityTreeFollower(didRegistry, f.startBlock),
+        });
+        await service.start();
+        books.push({ service, db });
+        const addrs = host.libp2p.getMultiaddrs().map((a) => a.toString());
+        await registry.connect(operator).updateNode(host.libp2p.peerId.toString(), addrs, operator.address);
+      }
+      // Recipients hand their bills to the nodes over the wire, during the epoch.
+      const client = await createEdgeHost({ dataDir: path.join(root, "client") });
+      hosts.push(client);
+      const submit = async (to: EdgeHost, bills: SignedBill[]) => {
+        const stream = await client.libp2p.dialProtocol(to.libp2p.getMultiaddrs(), BILLS_PROTOCOL, {
+          signal: AbortSignal.timeout(5_000),
+        });
+        const { type, body } = encodeBillsMessage({ type: BillsType.SUBMIT, bills });
+        stream.send(encodeFrame(type, body, BILLS_MAX_FRAME_BYTES));
+        await stream.close();
+        const decoder = new FrameDecoder(BILLS_MAX_FRAME_BYTES);
+        const answers = [];
+        for await (const chunk of stream) answers.push(...decoder.push(chunk));
+        return answers.map((frame) => parseBillsMessage(frame.type, frame.body));
+      };
+      expect(await submit(hosts[0], [billFor(0, edgeA.address, 8n), billFor(1, edgeA.address, 9n)])).to.deep.equal([
+        { type: BillsType.ACCEPTED, accepted: 2 },
+      ]);
+      expect(await submit(hosts[1], [billFor(2, edgeB.address, 10n)])).to.deep.equal([
+        { type: BillsType.ACCEPTED, accepted: 1 },
+      ]);
+
+      const collector = await createEdgeHost({ dataDir: path.join(root, "guardian") });
+      hosts.push(collector);
+      const source = new Libp2pBillSource({
+        host: collector.libp2p,
+        listNodes: (signal) => readEdgeNodes(registry, { signal }),
+      });
+      prover = new WorkerProver(circuitArtifactPaths("relay_batch_test"));
+      const daemon = new Guardian({
+        dataDir: path.join(root, "state"),
+        contracts: { rollup: rollup.connect(f.guardian), registry, didRegistry, parameters },
+        startBlock: f.startBlock,
+        source,
+        circuit: RELAY_BATCH_TEST_PARAMS,
+        prover,
+      });
+      await time.increaseTo(f.epochEnd);
+      const report = await daemon.runOnce();
+      expect(report.settlements).to.have.length(1);
+      expect(await rollup.workOf(edgeA.address, epoch)).to.equal(17n);
+      expect(await rollup.workOf(edgeB.address, epoch)).to.equal(10n);
+    } finally {
+      await prover?.close();
+      for (const { service, db } of books) {
+        await service.stop();
+        db.close();
+      }
+      await Promise.all(hosts.map((h) => h.stop()));
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("node/prover: proofs in a worker thread", function () {
+  this.timeout(60_000);
+
+  it("terminates the worker on abort and rejects with PROVER_ABORTED", async () => {
+    const tree = new IdentityTree();
+    const key = getBytes(keccak256(toUtf8Bytes("prover-test/recipient")));
+    tree.insert(recipientKeyHash(billKeyOf(key)));
+    const bill = signBill(key, { nodeId: 0x1234n, epoch: 3n, messageCount: 4n, byteCount: 5n });
+    const batch = buildRelayBatch(RELAY_BATCH_TEST_PARAMS, {
+      epoch: 3n,
+      tree,
+      slots: [{ nodeId: 0x1234n, prevBound: 0n, bills: [bill] }],
+    });
+    const prover = new WorkerProver(circuitArtifactPaths("relay_batch_test"));
+    const controller = new AbortController();
+    const stages: string[] = [];
+    const proof = prover.prove(batch, {
+      signal: controller.signal,
+      onProgress: (p) => {
+        stages.push(p.stage);
+        if (p.stage === "prove") controller.abort();
+      },
+    });
+    const error = await proof.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    await prover.close();
+    expect(error).to.be.instanceOf(ProverError);
+    expect((error as ProverError).code).to.equal("PROVER_ABORTED");
+    expect(stages).to.deep.equal(["witness", "prove"]);
+    const early = await prover.prove(batch, { signal: controller.signal }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((early as ProverError).code).to.equal("PROVER_ABORTED"); // an aborted signal starts no worker
+  });
+
+  it("names the missing build when a circuit's artefacts are absent", () => {
+    expect(() => circuitArtifactPaths("no_such_circuit")).to.throw(ProverError, /npm run build:circuits/);
+  });
+});

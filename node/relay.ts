@@ -14,6 +14,7 @@
  * The class takes the small part of the Libp2p interface it needs, so moving it into a service later changes only
  * the constructor.
  */
+import { createPrivateKey, createPublicKey, diffieHellman, type KeyObject } from "node:crypto";
 import { x25519 } from "@noble/curves/ed25519.js";
 import { bytesToHex } from "@noble/hashes/utils.js";
 import type { Connection, Libp2p, PeerId, Stream } from "@libp2p/interface" with {
@@ -134,6 +135,7 @@ export class EdgeRelay {
   private readonly host: RelayHost;
   private readonly init: EdgeRelayInit;
   private readonly relayPublicKey: Uint8Array;
+  private readonly relaySecretKeyObject: KeyObject;
   private readonly log: Logger;
   private readonly knownPeers = new Map<string, KnownPeer>(); // hex of the peer id multihash → peer
   private readonly replayCache = new Set<string>();
@@ -150,6 +152,7 @@ export class EdgeRelay {
     this.host = host;
     this.init = init;
     this.relayPublicKey = x25519.getPublicKey(init.relayPrivateKey);
+    this.relaySecretKeyObject = x25519SecretKeyObject(init.relayPrivateKey);
     this.log = createLogger("relay");
   }
 
@@ -250,7 +253,9 @@ export class EdgeRelay {
     }
     let result: PeelResult;
     try {
-      result = peel(body, this.init.relayPrivateKey, this.relayPublicKey);
+      result = peel(body, this.init.relayPrivateKey, this.relayPublicKey, (epk) =>
+        nativeX25519(this.relaySecretKeyObject, epk),
+      );
     } catch (error) {
       if (!(error instanceof OnionError)) throw error;
       return { code: WireErrorCode.MALFORMED, message: error.message };
@@ -420,4 +425,22 @@ function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+// DER prefixes of a raw X25519 key (RFC 8410): PKCS#8 for the secret key, SPKI for a public key.
+const X25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex");
+const X25519_SPKI_PREFIX = Buffer.from("302a300506032b656e032100", "hex");
+
+/** The relay secret key as a Node KeyObject, made once. */
+function x25519SecretKeyObject(secretKey: Uint8Array): KeyObject {
+  return createPrivateKey({ key: Buffer.concat([X25519_PKCS8_PREFIX, secretKey]), format: "der", type: "pkcs8" });
+}
+
+/**
+ * X25519 by OpenSSL (about 0.12 ms against 1.1 ms for @noble's on this machine: the relay's cost per packet). It
+ * throws for a low-order key (an all-zero result), as @noble's does, and `peel` maps that to ONION_BAD_MAC.
+ */
+function nativeX25519(secretKey: KeyObject, publicKey: Uint8Array): Uint8Array {
+  const peer = createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, publicKey]), format: "der", type: "spki" });
+  return new Uint8Array(diffieHellman({ privateKey: secretKey, publicKey: peer }));
 }

@@ -225,9 +225,16 @@ function allZero(bytes: Uint8Array): boolean {
  * Peels one layer with this node's X25519 relay secret key: {forward: next peer id, packet} to send on, or
  * {deliver: recipient id, payload} at the exit. Throws OnionError for a packet of the wrong size, a MAC that does not
  * verify (tampered, or for another key), or a malformed header. A node passes its relay public key too, to save
- * the scalar multiplication that would derive it on every packet.
+ * the scalar multiplication that would derive it on every packet, and may pass `sharedSecret`, an X25519 of its
+ * relay secret key with the packet's ephemeral key computed another way (the daemon uses Node's native X25519, about
+ * ten times faster than the JavaScript one; it must throw for a low-order key as @noble does).
  */
-export function peel(packet: Uint8Array, relayPrivateKey: Uint8Array, relayPublicKey?: Uint8Array): PeelResult {
+export function peel(
+  packet: Uint8Array,
+  relayPrivateKey: Uint8Array,
+  relayPublicKey?: Uint8Array,
+  sharedSecret?: (epk: Uint8Array) => Uint8Array,
+): PeelResult {
   if (!(packet instanceof Uint8Array) || packet.length !== PACKET_BYTES) {
     throw new OnionError(
       "ONION_BAD_SIZE",
@@ -242,7 +249,7 @@ export function peel(packet: Uint8Array, relayPrivateKey: Uint8Array, relayPubli
   const body = packet.subarray(EPK_BYTES + MAC_BYTES);
   let shared: Uint8Array;
   try {
-    shared = x25519.getSharedSecret(relayPrivateKey, epk);
+    shared = sharedSecret === undefined ? x25519.getSharedSecret(relayPrivateKey, epk) : sharedSecret(epk);
   } catch {
     throw new OnionError("ONION_BAD_MAC", "peel: ephemeral key of low order");
   }

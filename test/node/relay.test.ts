@@ -117,17 +117,22 @@ describe("node/relay: the layered-packet relay on real libp2p hosts", function (
     const good = wrapPacket([hopOf(entry), hopOf(exit)], RECIPIENT, MESSAGE);
     const tampered = good.slice();
     tampered[100] ^= 1;
+    const lowOrder = good.slice();
+    lowOrder.fill(0, 0, 32); // an all-zero ephemeral key: the relay's native X25519 refuses it, as @noble's does
     const answers = await exchange(sender, entry, [
       encodeFrame(0x42, new Uint8Array(8), RELAY_MAX_FRAME_BYTES), // a type the relay does not define
       encodeFrame(RELAY_PACKET_TYPE, new Uint8Array(100), RELAY_MAX_FRAME_BYTES), // not a whole packet
       encodeFrame(RELAY_PACKET_TYPE, tampered, RELAY_MAX_FRAME_BYTES), // MAC fails
+      encodeFrame(RELAY_PACKET_TYPE, lowOrder, RELAY_MAX_FRAME_BYTES),
       encodeFrame(RELAY_PACKET_TYPE, good, RELAY_MAX_FRAME_BYTES),
     ]);
     expect(answers.map((a) => a.code)).to.deep.equal([
       WireErrorCode.UNSUPPORTED,
       WireErrorCode.MALFORMED,
       WireErrorCode.MALFORMED,
+      WireErrorCode.MALFORMED,
     ]);
+    expect(answers[3].message).to.match(/low order/);
     expect(delivered).to.have.length(3);
   });
 

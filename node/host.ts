@@ -11,8 +11,10 @@
  * key its registration names: when `node.key` is missing and that file is present, `node.key` is created from it, so
  * the daemon runs under the registered peer id.
  *
- * WebSockets: `@libp2p/websockets` is not a dependency of this repository, so only TCP listeners are supported; a
- * `/ws` listen address is refused with a typed error instead of being silently ignored.
+ * Transports: TCP (`/…/tcp/<port>`) for nodes and native clients, and WebSockets (`/…/tcp/<port>/ws`, @libp2p/websockets)
+ * for browsers; both carry Noise and Yamux. Any other listen address is refused with a typed error instead of being
+ * silently ignored. Browsers need `/tls/ws` (wss) from any origin but localhost: put a TLS-terminating proxy in front
+ * and announce its address (`announce`).
  *
  * The libp2p stack is ESM-only (the @chainsafe packages export only `import`), while the repository is CommonJS
  * TypeScript: this is the one module that loads it, with `await import(...)`, after the Promise.withResolvers
@@ -146,10 +148,9 @@ export function relayKeyPairOf(key: PrivateKey): { privateKey: Uint8Array; publi
 export async function createEdgeHost(options: EdgeHostOptions): Promise<EdgeHost> {
   const listen = [...(options.listen ?? DEFAULT_LISTEN)];
   for (const address of listen) {
-    if (!/\/tcp\/\d+$/.test(address)) {
+    if (!/\/tcp\/\d+(\/ws)?$/.test(address)) {
       throw new ListenAddressError(
-        `createEdgeHost: expected a TCP listen address (/ip4|ip6|dns/…/tcp/<port>), got '${address}'` +
-          (address.includes("/ws") ? " (WebSockets needs @libp2p/websockets, which is not installed)" : ""),
+        `createEdgeHost: expected a TCP or WebSockets listen address (/ip4|ip6|dns/…/tcp/<port>[/ws]), got '${address}'`,
       );
     }
   }
@@ -157,9 +158,10 @@ export async function createEdgeHost(options: EdgeHostOptions): Promise<EdgeHost
   const privateKey = await loadNodeKey(options.dataDir);
   const relayKeys = relayKeyPairOf(privateKey);
 
-  const [{ createLibp2p }, { tcp }, { noise }, { yamux }, { identify }] = await Promise.all([
+  const [{ createLibp2p }, { tcp }, { webSockets }, { noise }, { yamux }, { identify }] = await Promise.all([
     import("libp2p"),
     import("@libp2p/tcp"),
+    import("@libp2p/websockets"),
     import("@chainsafe/libp2p-noise"),
     import("@chainsafe/libp2p-yamux"),
     import("@libp2p/identify"),
@@ -170,7 +172,7 @@ export async function createEdgeHost(options: EdgeHostOptions): Promise<EdgeHost
       listen,
       ...(options.announce !== undefined && options.announce.length > 0 ? { announce: [...options.announce] } : {}),
     },
-    transports: [tcp()],
+    transports: [tcp(), webSockets()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     services: { identify: identify() },

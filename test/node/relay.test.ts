@@ -104,6 +104,40 @@ describe("node/relay: the layered-packet relay on real libp2p hosts", function (
     expect(JSON.stringify(exit.relay.hopRecords)).to.not.contain(senderId);
   });
 
+  it("relays over a WebSockets listener, the transport browsers use", async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), "sending-host-ws-"));
+    const got: Uint8Array[] = [];
+    const wsExit = await createEdgeHost({
+      dataDir: path.join(dataDir, "exit"),
+      listen: ["/ip4/127.0.0.1/tcp/0/ws"],
+      relay: { onDeliver: (_recipient, payload) => void got.push(payload) },
+    });
+    try {
+      const addresses = wsExit.libp2p.getMultiaddrs().map((a) => a.toString());
+      expect(addresses).to.have.length(1);
+      expect(addresses[0]).to.match(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+\/ws\/p2p\//);
+      // The entry forwards to the exit's WebSockets address; the sender reaches the entry over TCP.
+      const peers = new Map<string, Multiaddr[]>([[wsExit.libp2p.peerId.toString(), wsExit.libp2p.getMultiaddrs()]]);
+      const wsEntry = await createEdgeHost({ dataDir: path.join(dataDir, "entry"), relay: { peers } });
+      try {
+        await sender.libp2p.peerStore.merge(wsEntry.libp2p.peerId, { multiaddrs: wsEntry.libp2p.getMultiaddrs() });
+        const packet = wrapPacket([hopOf(wsEntry), hopOf(wsExit)], RECIPIENT, MESSAGE);
+        expect(
+          await exchange(sender, wsEntry, [encodeFrame(RELAY_PACKET_TYPE, packet, RELAY_MAX_FRAME_BYTES)]),
+        ).to.deep.equal([]);
+        for (let i = 0; i < 50 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+        expect(got.map((p) => bytesToHex(p))).to.deep.equal([bytesToHex(MESSAGE)]);
+        const connection = wsEntry.libp2p.getConnections(wsExit.libp2p.peerId)[0];
+        expect(connection.remoteAddr.toString()).to.match(/\/ws/);
+      } finally {
+        await wsEntry.stop();
+      }
+    } finally {
+      await wsExit.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
   it("refuses a replayed packet", async () => {
     const packet = wrapPacket([hopOf(entry), hopOf(exit)], RECIPIENT, MESSAGE);
     const frame = encodeFrame(RELAY_PACKET_TYPE, packet, RELAY_MAX_FRAME_BYTES);
@@ -205,13 +239,15 @@ describe("node/host: the edge node's keys", function () {
     }
   });
 
-  it("refuses a listen address it has no transport for (WebSockets is not installed)", async () => {
+  it("refuses a listen address it has no transport for", async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), "sending-host-"));
     try {
-      await createEdgeHost({ dataDir, listen: ["/ip4/127.0.0.1/tcp/0/ws"] }).then(
-        () => expect.fail("expected ListenAddressError"),
-        (error: unknown) => expect(error).to.be.instanceOf(ListenAddressError),
-      );
+      for (const listen of ["/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0/wss/extra"]) {
+        await createEdgeHost({ dataDir, listen: [listen] }).then(
+          () => expect.fail("expected ListenAddressError"),
+          (error: unknown) => expect(error).to.be.instanceOf(ListenAddressError),
+        );
+      }
     } finally {
       await rm(dataDir, { recursive: true, force: true });
     }

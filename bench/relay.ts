@@ -280,7 +280,7 @@ export async function relayFigures(print: (line: string) => void): Promise<void>
     const throughLost = lost;
     const mb = (RELAY_PACKETS * PACKET_BYTES) / 1e6;
     print(
-      `  through one edge node: ${(RELAY_PACKETS / relaySeconds).toFixed(0)} messages/s, ${(mb / relaySeconds).toFixed(1)} MB/s (${RELAY_STREAMS} sender streams, a fresh stream per forward; ${throughLost} lost)`,
+      `  through one edge node: ${(RELAY_PACKETS / relaySeconds).toFixed(0)} messages/s, ${(mb / relaySeconds).toFixed(1)} MB/s (${RELAY_STREAMS} sender streams, one stream per next hop; ${throughLost} lost)`,
     );
     print(
       `  raw libp2p stream, same two hosts' stack: ${(RELAY_PACKETS / rawSeconds).toFixed(0)} packets/s, ${(mb / rawSeconds).toFixed(1)} MB/s`,

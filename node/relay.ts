@@ -72,6 +72,12 @@ export type DeliverCallback = (
   payload: Uint8Array,
 ) => void | ErrorAnswer | Promise<void | ErrorAnswer>;
 
+/** One long-lived stream to a next hop, on which every packet for it goes out, one frame each. */
+interface Lane {
+  readonly stream: Stream;
+  closed: boolean;
+}
+
 /** A next hop's addresses, as discovery knows them; undefined for a peer that is not a staked edge node. */
 export type PeerResolver = (peerId: string) => { readonly multiaddrs: readonly string[] } | undefined;
 
@@ -144,6 +150,8 @@ export class EdgeRelay {
   private started = false;
   private helpers: Libp2pHelpers | undefined;
   private readonly gates = new Map<string, { active: number; waiting: (() => void)[] }>(); // next hop → forward slots
+  private readonly lanes = new Map<string, Lane>(); // next hop → its open outbound stream
+  private readonly openingLanes = new Map<string, Promise<Lane>>();
 
   constructor(host: RelayHost, init: EdgeRelayInit) {
     if (!(init.relayPrivateKey instanceof Uint8Array) || init.relayPrivateKey.length !== 32) {
@@ -190,6 +198,14 @@ export class EdgeRelay {
     this.started = false;
     this.controller.abort(new EdgeRelayError("EdgeRelay: stopped"));
     await this.host.unhandle(RELAY_PROTOCOL);
+    const lanes = [...this.lanes.values()];
+    this.lanes.clear();
+    await Promise.all(
+      lanes.map((lane) => {
+        lane.closed = true;
+        return lane.stream.close().catch((error: Error) => lane.stream.abort(error));
+      }),
+    );
   }
 
   private async handleStream(stream: Stream, connection: Connection): Promise<void> {
@@ -316,51 +332,97 @@ export class EdgeRelay {
   }
 
   /** Sends the peeled packet to the next hop on a fresh stream and reads until that hop closes it. */
+  /**
+   * Sends `packet` to the next hop on the lane (one long-lived stream) to it, opening the lane if there is none; a lane
+   * that fails is dropped and the packet tried once more on a fresh one. A forward is done once its frame is written:
+   * the next hop's error answers arrive on the lane's reader and are logged (they were never passed back).
+   */
   private async forward(next: KnownPeer, packet: Uint8Array): Promise<Outcome> {
     const signal = AbortSignal.any([
       this.controller.signal,
       AbortSignal.timeout(this.init.forwardTimeoutMs ?? FORWARD_TIMEOUT_MS),
     ]);
-    let stream: Stream | undefined;
     const key = next.peerId.toString();
     try {
       await this.acquire(key, signal);
     } catch {
       return { code: WireErrorCode.INTERNAL, message: "relay: next hop busy" };
     }
+    const frame = encodeFrame(RELAY_PACKET_TYPE, packet, RELAY_MAX_FRAME_BYTES);
     try {
-      await this.host.peerStore.merge(next.peerId, { multiaddrs: [...next.multiaddrs] }, { signal });
-      try {
-        stream = await this.host.dialProtocol(next.peerId, RELAY_PROTOCOL, { signal });
-      } catch (error) {
-        // A connection whose muxer died can linger in the connection list: drop it and dial afresh, once.
-        if ((error as Error).name !== "ConnectionClosedError") throw error;
-        await this.host.hangUp(next.peerId, { signal }).catch(() => undefined);
-        stream = await this.host.dialProtocol(next.peerId, RELAY_PROTOCOL, { signal });
-      }
-      if (!stream.send(encodeFrame(RELAY_PACKET_TYPE, packet, RELAY_MAX_FRAME_BYTES))) await stream.onDrain({ signal });
-      await stream.close({ signal });
-      const decoder = new FrameDecoder(RELAY_MAX_FRAME_BYTES);
-      for await (const chunk of stream) {
-        for (const frame of decoder.push(chunk)) {
-          if (frame.type !== ERROR_FRAME_TYPE) continue;
-          const answer = parseErrorAnswer(frame.body);
-          this.log.debug("next hop answered", {
-            peer: next.peerId.toString(),
-            code: answer.code,
-            answer: answer.message,
-          });
+      for (let attempt = 0; ; attempt++) {
+        let lane: Lane | undefined;
+        try {
+          lane = await this.lane(next, signal);
+          if (!lane.stream.send(frame)) await lane.stream.onDrain({ signal });
+          return undefined;
+        } catch (error) {
+          if (lane !== undefined) this.dropLane(key, lane, error as Error);
+          if (attempt >= 1 || signal.aborted) {
+            this.log.warn("forward failed", { peer: key, error });
+            return { code: WireErrorCode.INTERNAL, message: "relay: next hop unreachable" };
+          }
         }
       }
-      decoder.end();
-      return undefined;
-    } catch (error) {
-      this.log.warn("forward failed", { peer: next.peerId.toString(), error });
-      stream?.abort(error as Error);
-      return { code: WireErrorCode.INTERNAL, message: "relay: next hop unreachable" };
     } finally {
       this.release(key);
     }
+  }
+
+  /** The open lane to `next`, or a new one (one dial at a time per next hop). */
+  private lane(next: KnownPeer, signal: AbortSignal): Promise<Lane> {
+    const key = next.peerId.toString();
+    const open = this.lanes.get(key);
+    if (open !== undefined && !open.closed) return Promise.resolve(open);
+    let opening = this.openingLanes.get(key);
+    if (opening === undefined) {
+      opening = this.openLane(next, signal).finally(() => this.openingLanes.delete(key));
+      this.openingLanes.set(key, opening);
+    }
+    return opening;
+  }
+
+  private async openLane(next: KnownPeer, signal: AbortSignal): Promise<Lane> {
+    await this.host.peerStore.merge(next.peerId, { multiaddrs: [...next.multiaddrs] }, { signal });
+    let stream: Stream;
+    try {
+      stream = await this.host.dialProtocol(next.peerId, RELAY_PROTOCOL, { signal });
+    } catch (error) {
+      // A connection whose muxer died can linger in the connection list: drop it and dial afresh, once.
+      if ((error as Error).name !== "ConnectionClosedError") throw error;
+      await this.host.hangUp(next.peerId, { signal }).catch(() => undefined);
+      stream = await this.host.dialProtocol(next.peerId, RELAY_PROTOCOL, { signal });
+    }
+    const key = next.peerId.toString();
+    const lane: Lane = { stream, closed: false };
+    this.lanes.set(key, lane);
+    void this.readLane(key, lane);
+    return lane;
+  }
+
+  /** Logs the error answers the next hop sends back on a lane, until the lane ends. */
+  private async readLane(key: string, lane: Lane): Promise<void> {
+    const decoder = new FrameDecoder(RELAY_MAX_FRAME_BYTES);
+    try {
+      for await (const chunk of lane.stream) {
+        for (const frame of decoder.push(chunk)) {
+          if (frame.type !== ERROR_FRAME_TYPE) continue;
+          const answer = parseErrorAnswer(frame.body);
+          this.log.debug("next hop answered", { peer: key, code: answer.code, answer: answer.message });
+        }
+      }
+    } catch (error) {
+      this.log.debug("lane ended", { peer: key, error });
+    } finally {
+      lane.closed = true;
+      if (this.lanes.get(key) === lane) this.lanes.delete(key);
+    }
+  }
+
+  private dropLane(key: string, lane: Lane, error: Error): void {
+    lane.closed = true;
+    if (this.lanes.get(key) === lane) this.lanes.delete(key);
+    lane.stream.abort(error);
   }
 
   /** Waits for one of the MAX_FORWARDS_PER_PEER forward slots towards `peer`. */

@@ -134,6 +134,10 @@ describe("node/edge: three edge nodes started with startEdgeNode against the rea
     const packet = wrapPacket(hops, f.recipient.recipientId, encodeDelivery({ messageId, ttlSeconds: 3600, envelope }));
 
     expect(await sendPacket(entry, packet)).to.deep.equal([]);
+    // The entry answers once it has written the packet to the exit: the store follows.
+    for (let i = 0; i < 250 && !exit.inbox.store.find(f.recipient.recipientId, messageId, Date.now()); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
     const stored = exit.inbox.store.find(f.recipient.recipientId, messageId, Date.now());
     expect(stored?.envelope).to.deep.equal(envelope);
 

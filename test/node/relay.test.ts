@@ -30,6 +30,11 @@ const hopOf = (host: EdgeHost): Hop => ({
 });
 
 /** Writes `chunks` on a fresh relay stream, closes the write side and returns the error answers read back. */
+/** Waits (up to 5 s) until `done()`: the entry forwards asynchronously, so delivery follows its answer. */
+async function until(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 250 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
 async function exchange(sender: EdgeHost, to: EdgeHost, chunks: readonly Uint8Array[]): Promise<ErrorAnswer[]> {
   const stream: Stream = await sender.libp2p.dialProtocol(to.libp2p.peerId, RELAY_PROTOCOL, {
     signal: AbortSignal.timeout(5_000),
@@ -88,6 +93,7 @@ describe("node/relay: the layered-packet relay on real libp2p hosts", function (
     const packet = wrapPacket([hopOf(entry), hopOf(exit)], RECIPIENT, MESSAGE);
     const answers = await exchange(sender, entry, [encodeFrame(RELAY_PACKET_TYPE, packet, RELAY_MAX_FRAME_BYTES)]);
     expect(answers).to.deep.equal([]);
+    await until(() => delivered.length >= 1);
     await new Promise((resolve) => setTimeout(resolve, 200)); // room for a duplicate to show up
     expect(delivered).to.have.length(1);
     expect(delivered[0].recipientId).to.equal(bytesToHex(RECIPIENT));
@@ -125,7 +131,7 @@ describe("node/relay: the layered-packet relay on real libp2p hosts", function (
         expect(
           await exchange(sender, wsEntry, [encodeFrame(RELAY_PACKET_TYPE, packet, RELAY_MAX_FRAME_BYTES)]),
         ).to.deep.equal([]);
-        for (let i = 0; i < 50 && got.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+        await until(() => got.length > 0);
         expect(got.map((p) => bytesToHex(p))).to.deep.equal([bytesToHex(MESSAGE)]);
         const connection = wsEntry.libp2p.getConnections(wsExit.libp2p.peerId)[0];
         expect(connection.remoteAddr.toString()).to.match(/\/ws/);
@@ -144,6 +150,7 @@ describe("node/relay: the layered-packet relay on real libp2p hosts", function (
     expect(await exchange(sender, entry, [frame])).to.deep.equal([]);
     const answers = await exchange(sender, entry, [frame]);
     expect(answers.map((a) => a.code)).to.deep.equal([WireErrorCode.REPLAYED]);
+    await until(() => delivered.length >= 2); // the entry forwards once the frame is written, not delivered
     expect(delivered).to.have.length(2);
   });
 
@@ -167,6 +174,7 @@ describe("node/relay: the layered-packet relay on real libp2p hosts", function (
       WireErrorCode.MALFORMED,
     ]);
     expect(answers[3].message).to.match(/low order/);
+    await until(() => delivered.length >= 3); // the entry forwards once the frame is written, not delivered
     expect(delivered).to.have.length(3);
   });
 
@@ -188,6 +196,7 @@ describe("node/relay: the layered-packet relay on real libp2p hosts", function (
     expect(
       await exchange(sender, entry, [encodeFrame(RELAY_PACKET_TYPE, packet, RELAY_MAX_FRAME_BYTES)]),
     ).to.deep.equal([]);
+    await until(() => delivered.length >= 4); // the entry forwards once the frame is written, not delivered
     expect(delivered).to.have.length(4);
   });
 });

@@ -216,6 +216,13 @@ describe("node/cli: an edge node process killed with SIGKILL and restarted on th
       await exchangeFrames(relayStream, [{ type: RELAY_PACKET_TYPE, body: packet }], RELAY_MAX_FRAME_BYTES),
     ).to.deep.equal([]);
     expect(entry.metrics.value("relayed")).to.equal(1);
+    // The entry answers once the packet is written to the exit; wait until the exit has stored it (a fetch does not
+    // delete), then kill it.
+    for (let i = 0; i < 100; i++) {
+      const seen = await inboxRequest(exit, fetchRequest());
+      if (seen.type === InboxType.MESSAGES && seen.messages.length === 1) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
 
     await killChild(exit.child);
     exit = await startChild();

@@ -465,6 +465,7 @@ export class Watchdog {
   private readonly log: Logger;
   private readonly provider: Provider;
   private readonly statePath: string;
+  private saving: Promise<void> = Promise.resolve();
   private state: WatchdogState;
   private address = "";
   private controller = new AbortController();
@@ -855,10 +856,19 @@ export class Watchdog {
   }
 
   /** Writes the state atomically (temporary file, then rename). */
-  private async save(): Promise<void> {
-    const temporary = `${this.statePath}.tmp`;
-    await writeFile(temporary, JSON.stringify(this.state));
-    await rename(temporary, this.statePath);
+  /**
+   * Writes the state atomically (a temporary file, then a rename). The probe loop and the chain loop both save: the
+   * writes run one after another on one chain, so neither renames the other's half-written temporary file away.
+   */
+  private save(): Promise<void> {
+    const write = async () => {
+      const temporary = `${this.statePath}.tmp`;
+      await writeFile(temporary, JSON.stringify(this.state));
+      await rename(temporary, this.statePath);
+    };
+    const next = this.saving.then(write, write);
+    this.saving = next.catch(() => undefined);
+    return next;
   }
 
   private emit(event: WatchdogEvent): void {

@@ -77,13 +77,13 @@ describe("devnet and operator commands, through a real JSON-RPC endpoint on 127.
     await ethers.provider.send("evm_revert", [snapshot]);
   });
 
-  it("registers three edge nodes, a watchdog and a guardian, each with a real peer id, and writes the deployments file", async () => {
+  it("registers three edge nodes, two watchdogs and a guardian, each with a real peer id, and writes the deployments file", async () => {
     const written = JSON.parse(readFileSync(deploymentFile, "utf8")) as { contracts: Record<string, string> };
     expect(written.contracts.NodeRegistry).to.equal(await contracts.registry.getAddress());
     const [edges, total] = await contracts.registry.activeNodes(NodeRole.Edge, 0, 10);
     expect(total).to.equal(3n);
     expect(edges.map((n) => n.peerId).every((p) => /^12D3KooW[1-9A-HJ-NP-Za-km-z]{44}$/.test(p))).to.equal(true);
-    expect((await contracts.registry.activeNodes(NodeRole.Watchdog, 0, 10))[1]).to.equal(1n);
+    expect((await contracts.registry.activeNodes(NodeRole.Watchdog, 0, 10))[1]).to.equal(2n);
     expect((await contracts.registry.activeNodes(NodeRole.Guardian, 0, 10))[1]).to.equal(1n);
   });
 

@@ -10,12 +10,20 @@
  * Per (key hash, epoch) the node keeps the bill with the most work (messageCount, then byteCount): a bill is
  * cumulative, so the largest is the one to prove. Bills live in the node database (node/db.ts); epochs older than
  * BILLS_KEEP_EPOCHS are pruned.
+ *
+ * Consent (CONSENT_REQUEST → CONSENT): a guardian's slot for this node settles on chain only with the node's EIP-712
+ * `SlotConsent` (sdk/chain/consent.ts, docs/PROOF_OF_RELAY.md), which stops a guardian from moving the node's bound
+ * past bills it holds. The node signs a slot only for an ended epoch, only if `newBound` is the order key of one of its
+ * bills for that epoch, and only if `work` is the capped work of all its bills with order keys in (prevBound, newBound]:
+ * the slot then skips none of its bills and claims no other work. Bills whose key has left the identity tree are not
+ * counted (no proof can carry them, so a guardian could never match them).
  */
 import type { Connection, Libp2p, Stream } from "@libp2p/interface" with { "resolution-mode": "import" };
-import { getAddress } from "ethers";
+import { getAddress, type Signer, type TypedDataDomain } from "ethers";
 import type { DidRegistry } from "../typechain-types";
 import {
   BillFormatError,
+  creditedWork,
   decodeSignedBill,
   encodeSignedBill,
   nodeIdFromAddress,
@@ -23,6 +31,8 @@ import {
   verifyBill,
   type SignedBill,
 } from "../sdk/bill/bill";
+import { orderKey } from "../sdk/bill/batchInput";
+import { signSlotConsent, type SlotConsentSignature } from "../sdk/chain/consent";
 import { IdentityTree } from "../sdk/chain/identityTree";
 import { BILLS_MAX_FRAME_BYTES, BILLS_PROTOCOL, WireErrorCode, type Frame } from "../sdk/wire/frame";
 import {
@@ -30,6 +40,7 @@ import {
   MAX_BILLS_PER_SUBMISSION,
   encodeBillsMessage,
   parseBillsMessage,
+  type ConsentRequestMessage,
   type SubmitBillsMessage,
 } from "../sdk/wire/messages";
 import type { Migration, NodeDatabase } from "./db";
@@ -40,6 +51,8 @@ import { RequestRefused, serveFrames, type RefusalHook } from "./serve";
 export const BILLS_KEEP_EPOCHS = 8n;
 /** Most blocks one log query covers: public RPCs refuse wider ranges. */
 const MAX_LOG_RANGE = 5_000;
+/** Bits of a key hash below its order key (sdk/bill/batchInput.ts `orderKey` keeps the top 200 of 254). */
+const ORDER_KEY_SHIFT = 54n;
 
 /** The bill book's table. */
 export const BILL_MIGRATIONS: readonly Migration[] = [
@@ -134,6 +147,16 @@ export class IdentityTreeFollower {
   }
 }
 
+/** What the node needs to consent to guardians' slots (CONSENT_REQUEST). */
+export interface BillConsentInit {
+  /** The node's registered signer (`NodeRegistry.signerOf(operator)`): the edge node's `signerKey` wallet. */
+  readonly signer: Signer;
+  /** The rollup's EIP-712 domain (sdk/chain/consent.ts `rollupDomain`). */
+  readonly domain: TypedDataDomain;
+  /** The circuit's per-bill work cap (`RelayCircuitParams.maxWorkPerBill`): work is counted as the proof counts it. */
+  readonly maxWorkPerBill: bigint;
+}
+
 /** The part of a libp2p node the service uses. */
 export type BillsHost = Pick<Libp2p, "handle" | "unhandle">;
 
@@ -147,6 +170,8 @@ export interface BillServiceInit {
   readonly identityTree: Pick<IdentityTreeFollower, "has" | "sync">;
   /** Whether a peer may COLLECT; everyone if omitted (bills are signed and public on chain once settled). */
   readonly mayCollect?: (peerId: string) => boolean | Promise<boolean>;
+  /** Signs consent to guardians' slots; without it CONSENT_REQUEST is answered UNSUPPORTED. */
+  readonly consent?: BillConsentInit;
   /** Told how many bills each SUBMIT kept (metrics). */
   readonly onKept?: (count: number) => void;
   readonly onRefused?: RefusalHook;
@@ -215,6 +240,10 @@ export class BillService {
         pages.push(encodeBillsMessage({ type: BillsType.BILLS, bills, more }));
       }
       return pages;
+    }
+    if (message.type === BillsType.CONSENT_REQUEST) {
+      const signature = await this.consent(message);
+      return [encodeBillsMessage({ type: BillsType.CONSENT, ...signature })];
     }
     throw new RequestRefused(WireErrorCode.UNSUPPORTED, `bills: a node does not accept type ${message.type}`);
   }
@@ -326,6 +355,75 @@ export class BillService {
       .pluck()
       .all(epoch)
       .map((b) => decodeSignedBill(new Uint8Array(b)));
+  }
+
+  /**
+   * Signs this node's consent to the slot `request` describes, or throws RequestRefused: UNSUPPORTED without a consent
+   * signer; NOT_FOUND, saying which check failed, unless the epoch has ended, `newBound` is the order key of one of
+   * the node's bills for it, and `work` is the capped work of all its bills with order keys in (prevBound, newBound].
+   */
+  async consent(request: ConsentRequestMessage): Promise<SlotConsentSignature> {
+    const where = "BillService.consent";
+    const consent = this.init.consent;
+    if (consent === undefined) {
+      throw new RequestRefused(WireErrorCode.UNSUPPORTED, `${where}: this node does not sign slot consents`);
+    }
+    const { epoch, prevBound, newBound, work } = request;
+    const refuse = (why: string) => new RequestRefused(WireErrorCode.NOT_FOUND, `${where}: ${why}`);
+    const current = await this.init.currentEpoch();
+    if (epoch >= current) throw refuse(`expected an ended epoch (below ${current}), got ${epoch}`);
+    await this.init.identityTree.sync();
+    const held = this.slotWork(epoch, prevBound, newBound, consent.maxWorkPerBill);
+    if (!held.hasNewBound) {
+      throw refuse(`expected newBound ${newBound} to be the order key of a bill held for epoch ${epoch}; it is not`);
+    }
+    if (held.work !== work) {
+      throw refuse(
+        `expected work ${held.work} (${held.bills} bills held in (${prevBound}, ${newBound}] for epoch ${epoch}), ` +
+          `got ${work}`,
+      );
+    }
+    const signature = await signSlotConsent(consent.signer, consent.domain, epoch, {
+      node: this.init.operator,
+      prevBound,
+      newBound,
+      work,
+    });
+    this.log.info("slot consent signed", { epoch, prevBound, newBound, work, bills: held.bills });
+    return signature;
+  }
+
+  /**
+   * The capped work of the live bills held for `epoch` with order keys in (prevBound, newBound], how many, and whether
+   * one has order key `newBound`. Order keys are key hashes shifted right, so the range is a key-hash range.
+   */
+  private slotWork(
+    epoch: bigint,
+    prevBound: bigint,
+    newBound: bigint,
+    cap: bigint,
+  ): { work: bigint; bills: number; hasNewBound: boolean } {
+    const out = { work: 0n, bills: 0, hasNewBound: false };
+    if (epoch < 0n || epoch > BigInt(Number.MAX_SAFE_INTEGER) || newBound <= prevBound) return out;
+    const rows = this.init.db.sqlite
+      .prepare<[bigint, string, string], { key_hash: string; message_count: number; byte_count: number }>(
+        "SELECT key_hash, message_count, byte_count FROM bills WHERE epoch = ? AND key_hash >= ? AND key_hash < ?",
+      )
+      .all(epoch, keyHex((prevBound + 1n) << ORDER_KEY_SHIFT), keyHex((newBound + 1n) << ORDER_KEY_SHIFT));
+    for (const row of rows) {
+      const keyHash = BigInt(`0x${row.key_hash}`);
+      if (!this.init.identityTree.has(keyHash)) continue; // left the tree since: no proof can carry it
+      const bill = {
+        nodeId: this.nodeId,
+        epoch,
+        messageCount: BigInt(row.message_count),
+        byteCount: BigInt(row.byte_count),
+      };
+      out.work += creditedWork(bill, cap);
+      out.bills++;
+      if (orderKey(keyHash) === newBound) out.hasNewBound = true;
+    }
+    return out;
   }
 
   /** How many bills are kept, over all epochs. */

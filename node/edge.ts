@@ -11,6 +11,7 @@ import { Wallet, JsonRpcProvider, getAddress, type Provider } from "ethers";
 import path from "node:path";
 import { DidRegistry__factory, NodeRegistry__factory, ProtocolParameters__factory } from "../typechain-types";
 import type { Deployment } from "../sdk/chain/deployment";
+import { rollupDomain } from "../sdk/chain/consent";
 import { slashingDomain } from "../sdk/chain/slashing";
 import { WireErrorCode, type ErrorAnswer } from "../sdk/wire/frame";
 import { MessageError, parseDelivery } from "../sdk/wire/messages";
@@ -18,6 +19,7 @@ import { BillService, IdentityTreeFollower } from "./bills";
 import { openNodeDatabase, type NodeDatabase } from "./db";
 import { ChainDirectory } from "./directory";
 import { NodeDiscovery } from "./discovery";
+import { circuitParamsFromConfig } from "./guardian";
 import { createEdgeHost, type EdgeHost } from "./host";
 import { InboxError, InboxService, type InboxLimits, type InboxQuota } from "./inbox";
 import { createLogger, type Logger } from "./log";
@@ -45,8 +47,13 @@ export interface EdgeNodeConfig {
   readonly operatorKey?: string;
   /** The operator address, when `operatorKey` is not given. */
   readonly operator?: string;
-  /** Private key (0x hex) of the node's registered signer: signs StorePromises. */
+  /** Private key (0x hex) of the node's registered signer: signs StorePromises and guardians' slot consents. */
   readonly signerKey: string;
+  /**
+   * The rollup circuit's per-bill work cap, with which the node checks the work of a slot it consents to; read from
+   * circuits/config.json for the deployment's circuit if omitted (1,000 in every configuration).
+   */
+  readonly maxWorkPerBill?: bigint;
   /** Port of the 127.0.0.1 health and metrics endpoint (0 for a free one); no endpoint if omitted. */
   readonly metricsPort?: number;
   /** Per-recipient inbox quota and inbox limits (node/inbox.ts defaults if omitted). */
@@ -105,6 +112,17 @@ export async function startEdgeNode(config: EdgeNodeConfig): Promise<EdgeNode> {
     signer = new Wallet(config.signerKey);
   } catch (error) {
     throw new EdgeConfigError(`startEdgeNode: bad signer key: ${(error as Error).message}`);
+  }
+  let maxWorkPerBill: bigint;
+  try {
+    maxWorkPerBill = config.maxWorkPerBill ?? circuitParamsFromConfig(config.deployment.circuit).maxWorkPerBill;
+  } catch (error) {
+    throw new EdgeConfigError(
+      `startEdgeNode: no work cap for circuit ${config.deployment.circuit}: ${(error as Error).message}`,
+    );
+  }
+  if (typeof maxWorkPerBill !== "bigint" || maxWorkPerBill <= 0n) {
+    throw new EdgeConfigError(`startEdgeNode: expected maxWorkPerBill > 0n, got ${String(maxWorkPerBill)}`);
   }
   if (config.provider === undefined && config.rpcUrl === undefined) {
     throw new EdgeConfigError("startEdgeNode: expected rpcUrl or provider");
@@ -245,6 +263,11 @@ export async function startEdgeNode(config: EdgeNodeConfig): Promise<EdgeNode> {
       operator,
       currentEpoch: () => parameters.currentEpoch(),
       identityTree: new IdentityTreeFollower(didRegistry, startBlock),
+      consent: {
+        signer,
+        domain: rollupDomain(chainId, contracts.RelayRollup),
+        maxWorkPerBill,
+      },
       onKept: (n) => metrics.increment("bills_kept", n),
       onRefused: (code) => metrics.error("bills", code),
     });

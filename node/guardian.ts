@@ -1,7 +1,7 @@
 /**
- * The guardian daemon: settles edge nodes' relay work on chain. For every ended epoch still in the guardian phase of
- * its settlement window ([epoch end, epoch end + ForcedInclusionDelay): after that only a node itself may settle,
- * docs/PROOF_OF_RELAY.md), it
+ * The guardian daemon: settles edge nodes' relay work on chain. For every ended epoch whose settlement window is open
+ * ([epoch end, epoch end + SettlementWindow), docs/PROOF_OF_RELAY.md; from end + ForcedInclusionDelay a node may also
+ * settle its own bills), it
  *
  *   1. collects signed bills from a `BillSource` (the edge nodes, over libp2p, in production);
  *   2. checks every bill again, trusting no source: `verifyBill`, the epoch, the bill key a live leaf of the identity
@@ -10,9 +10,15 @@
  *   3. reads each node's stored bound (`RelayRollup.boundOf`) and keeps only bills whose order key lies above it, so a
  *      recipient once settled for a node and epoch is never counted again, whoever settled it;
  *   4. fills the circuit's slots (nodes by address, each node's bills by order key, at most BILLS a slot; what does
- *      not fit waits for the next batch), proves in a worker thread (node/prover.ts), and submits;
- *   5. on `RollupBoundMismatch` (another guardian moved a bound first) or `RollupUnknownRoot` (the identity tree moved
- *      on while proving) re-reads and rebuilds; repeats until no bill above the bounds is left.
+ *      not fit waits for the next batch);
+ *   5. asks each slot's node for its consent (`BillSource.consent`: the node's EIP-712 `SlotConsent`, which the rollup
+ *      requires, sdk/chain/consent.ts) and checks it recovers to the node's registered signer; a node that refuses or
+ *      does not answer has its bills dropped for this round and the batch is rebuilt without it (it can still settle
+ *      itself by forced inclusion);
+ *   6. proves in a worker thread (node/prover.ts), attaches the consents and submits;
+ *   7. on `RollupBoundMismatch` (another guardian moved a bound first) or `RollupUnknownRoot` (the identity tree moved
+ *      on while proving) re-reads and rebuilds; on `RollupNoConsent` drops that node, as in 5; repeats until no bill
+ *      above the bounds is left.
  *
  * Progress lives in `<dataDir>/guardian-state.json`: the transaction in flight (written as soon as it is sent) and the
  * settlements made. A guardian restarted while a batch was in flight waits for that transaction before building
@@ -22,7 +28,14 @@
 import { readFileSync } from "node:fs";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { Wallet, JsonRpcProvider, getAddress, type Provider, type TransactionReceipt } from "ethers";
+import {
+  Wallet,
+  JsonRpcProvider,
+  getAddress,
+  type Provider,
+  type TransactionReceipt,
+  type TypedDataDomain,
+} from "ethers";
 import type { Libp2p } from "@libp2p/interface" with { "resolution-mode": "import" };
 import {
   DidRegistry__factory,
@@ -39,10 +52,12 @@ import {
   buildRelayBatch,
   orderKey,
   relayCircuitParams,
+  type RelayBatch,
   type RelayCircuitParams,
   type SlotClaim,
 } from "../sdk/bill/batchInput";
 import type { RollupSlot, SolidityProof } from "../sdk/bill/prove";
+import { NO_CONSENT, recoverSlotConsentSigner, rollupDomain, type SlotConsentSignature } from "../sdk/chain/consent";
 import { IdentityTree } from "../sdk/chain/identityTree";
 import { readEdgeNodes, type EdgeNodeInfo } from "../sdk/chain/nodes";
 import {
@@ -60,7 +75,7 @@ import { createEdgeHost } from "./host";
 import { createLogger, type Logger } from "./log";
 import { WorkerProver, circuitArtifactPaths, type BatchProver, type ProofProgress } from "./prover";
 
-/** A round every 15 s: an epoch's guardian phase lasts minutes (120 s locally), bills trickle in until it ends. */
+/** A round every 15 s: an epoch's settlement window lasts minutes (300 s locally), bills trickle in until it ends. */
 export const DEFAULT_GUARDIAN_POLL_MS = 15_000;
 /** Rebuilds of one epoch in one round before giving up until the next round: each costs a proof. */
 export const MAX_REBUILDS_PER_ROUND = 4;
@@ -71,16 +86,30 @@ export const GUARDIAN_STATE_FILE = "guardian-state.json";
 /** How often a transaction left in flight by a previous run is looked for. */
 const RECEIPT_POLL_MS = 500;
 
-/** Where the guardian gets bills. The guardian re-verifies everything it gets. */
+/** The fields of a slot a node consents to (its node is the one asked). */
+export interface ConsentSlot {
+  readonly prevBound: bigint;
+  readonly newBound: bigint;
+  readonly work: bigint;
+}
+
+/** Where the guardian gets bills, and the nodes' consent to its slots. The guardian re-verifies everything it gets. */
 export interface BillSource {
   /** The signed bills the source holds for `epoch`, for any nodes (duplicates and junk are tolerated). */
   collect(epoch: bigint, signal?: AbortSignal): Promise<readonly SignedBill[]>;
+  /**
+   * Node `node`'s consent to `slot` in `epoch` (its registered signer's `SlotConsent`, sdk/chain/consent.ts); rejects
+   * if the node refuses or cannot be asked. The guardian checks the signature itself.
+   */
+  consent(node: string, epoch: bigint, slot: ConsentSlot, signal?: AbortSignal): Promise<SlotConsentSignature>;
 }
 
 /** Per-node wait for a COLLECT answer: a node that cannot page out its bills in 10 s is skipped this round. */
 export const COLLECT_TIMEOUT_MS = 10_000;
 /** Most BILLS pages read from one node (64 bills each): 1,024 pages is 65,536 recipients, far above any real node. */
 export const MAX_COLLECT_PAGES = 1_024;
+/** Per-node wait for a CONSENT answer: one database range query and one signature; 10 s means the node is not there. */
+export const CONSENT_TIMEOUT_MS = 10_000;
 
 /** What `Libp2pBillSource` needs of a libp2p node. */
 export type CollectHost = Pick<Libp2p, "dialProtocol" | "peerStore">;
@@ -90,6 +119,7 @@ export interface Libp2pBillSourceInit {
   readonly host: CollectHost;
   /** The edge nodes to collect from: every active edge node in the registry (`readEdgeNodes`) in the daemon. */
   readonly listNodes: (signal?: AbortSignal) => Promise<EdgeNodeInfo[]>;
+  /** Per-node wait for COLLECT (COLLECT_TIMEOUT_MS if omitted) and for CONSENT (CONSENT_TIMEOUT_MS if omitted). */
   readonly timeoutMs?: number;
   readonly logger?: Logger;
 }
@@ -97,17 +127,19 @@ export interface Libp2pBillSourceInit {
 /**
  * Collects bills from the edge nodes over `/sending/bills/1.0.0`: COLLECT(epoch) to each node, BILLS pages back until
  * one without `more`. A node that is unreachable, answers with an error or sends garbage is skipped (and logged); the
- * others' bills are still returned.
+ * others' bills are still returned. Asks a node for its consent to a slot with CONSENT_REQUEST → CONSENT.
  */
 export class Libp2pBillSource implements BillSource {
   private readonly log: Logger;
+  /** The nodes of the last listing, by operator address: where to ask for consent. */
+  private known = new Map<string, EdgeNodeInfo>();
 
   constructor(private readonly init: Libp2pBillSourceInit) {
     this.log = init.logger ?? createLogger("guardian:collect");
   }
 
   async collect(epoch: bigint, signal?: AbortSignal): Promise<readonly SignedBill[]> {
-    const nodes = await this.init.listNodes(signal);
+    const nodes = await this.list(signal);
     const pages = await Promise.all(
       nodes.map((node) =>
         this.collectFrom(node, epoch, signal).catch((error: unknown) => {
@@ -120,19 +152,76 @@ export class Libp2pBillSource implements BillSource {
     return pages.flat();
   }
 
+  /**
+   * Asks `node` (an operator address) for its consent to `slot` in `epoch`. Throws GuardianError
+   * GUARDIAN_CONSENT_REFUSED when the node is not an active edge node, answers with an error or with anything but
+   * CONSENT; a dial or stream failure (or the CONSENT_TIMEOUT_MS timeout) is thrown as it comes.
+   */
+  async consent(node: string, epoch: bigint, slot: ConsentSlot, signal?: AbortSignal): Promise<SlotConsentSignature> {
+    const where = "Libp2pBillSource.consent";
+    const operator = getAddress(node);
+    let info = this.known.get(operator);
+    if (info === undefined) info = (await this.list(signal)).find((n) => getAddress(n.operator) === operator);
+    if (info === undefined) {
+      throw new GuardianError("GUARDIAN_CONSENT_REFUSED", `${where}: ${operator} is not an active edge node`);
+    }
+    const timeout = AbortSignal.timeout(this.init.timeoutMs ?? CONSENT_TIMEOUT_MS);
+    const combined = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
+    const stream = await this.dial(info, combined);
+    try {
+      const { type, body } = encodeBillsMessage({ type: BillsType.CONSENT_REQUEST, epoch, ...pickSlot(slot) });
+      if (!stream.send(encodeFrame(type, body, BILLS_MAX_FRAME_BYTES))) await stream.onDrain({ signal: combined });
+      await stream.close({ signal: combined });
+      const decoder = new FrameDecoder(BILLS_MAX_FRAME_BYTES);
+      for await (const chunk of stream) {
+        combined.throwIfAborted();
+        const [frame] = decoder.push(chunk);
+        if (frame === undefined) continue;
+        if (frame.type === ERROR_FRAME_TYPE) {
+          const answer = parseErrorAnswer(frame.body);
+          throw new GuardianError(
+            "GUARDIAN_CONSENT_REFUSED",
+            `${where}: ${operator} refused (${answer.code}): ${answer.message}`,
+          );
+        }
+        const message = parseBillsMessage(frame.type, frame.body);
+        if (message.type !== BillsType.CONSENT) {
+          throw new GuardianError(
+            "GUARDIAN_CONSENT_REFUSED",
+            `${where}: expected CONSENT from ${operator}, got type ${message.type}`,
+          );
+        }
+        return { consentR: message.consentR, consentVS: message.consentVS };
+      }
+      combined.throwIfAborted();
+      throw new GuardianError("GUARDIAN_CONSENT_REFUSED", `${where}: ${operator} closed the stream without answering`);
+    } catch (error) {
+      stream.abort(error as Error);
+      throw error;
+    }
+  }
+
+  /** The active edge nodes now, remembered by operator for `consent`. */
+  private async list(signal?: AbortSignal): Promise<EdgeNodeInfo[]> {
+    const nodes = await this.init.listNodes(signal);
+    this.known = new Map(nodes.map((n) => [getAddress(n.operator), n]));
+    return nodes;
+  }
+
+  /** A bills-protocol stream to `node`, its registered addresses added to the peer store first. */
+  private async dial(node: EdgeNodeInfo, signal: AbortSignal) {
+    const { peerIdFromString } = await import("@libp2p/peer-id");
+    const { multiaddr } = await import("@multiformats/multiaddr");
+    const peer = peerIdFromString(node.peerId);
+    await this.init.host.peerStore.merge(peer, { multiaddrs: node.multiaddrs.map((a) => multiaddr(a)) }, { signal });
+    return this.init.host.dialProtocol(peer, BILLS_PROTOCOL, { signal });
+  }
+
   /** The bills one node hands over for `epoch`. */
   async collectFrom(node: EdgeNodeInfo, epoch: bigint, signal?: AbortSignal): Promise<SignedBill[]> {
     const timeout = AbortSignal.timeout(this.init.timeoutMs ?? COLLECT_TIMEOUT_MS);
     const combined = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
-    const { peerIdFromString } = await import("@libp2p/peer-id");
-    const { multiaddr } = await import("@multiformats/multiaddr");
-    const peer = peerIdFromString(node.peerId);
-    await this.init.host.peerStore.merge(
-      peer,
-      { multiaddrs: node.multiaddrs.map((a) => multiaddr(a)) },
-      { signal: combined },
-    );
-    const stream = await this.init.host.dialProtocol(peer, BILLS_PROTOCOL, { signal: combined });
+    const stream = await this.dial(node, combined);
     const bills: SignedBill[] = [];
     try {
       const { type, body } = encodeBillsMessage({ type: BillsType.COLLECT, epoch });
@@ -224,7 +313,7 @@ export type GuardianEvent =
 
 /** What one round did. */
 export interface GuardianRoundReport {
-  /** Epochs that were in their guardian phase. */
+  /** Ended epochs whose settlement window was open. */
   readonly epochs: bigint[];
   readonly settlements: GuardianSettlement[];
 }
@@ -234,6 +323,7 @@ export type GuardianErrorCode =
   | "GUARDIAN_BAD_STATE" // the state file exists but does not parse
   | "GUARDIAN_TREE_MISMATCH" // the identity tree rebuilt from events does not have the registry's root
   | "GUARDIAN_COLLECT_REFUSED" // an edge node answered COLLECT with an error or with something else than BILLS
+  | "GUARDIAN_CONSENT_REFUSED" // an edge node refused its consent to a slot, or its consent is not its signer's
   | "GUARDIAN_STOPPED"; // stopped while working
 
 /** A guardian failure, with a code. */
@@ -245,6 +335,18 @@ export class GuardianError extends Error {
     super(message);
     this.name = "GuardianError";
   }
+}
+
+/** A submission to build again, and why; `node` names the node a `RollupNoConsent` was about. */
+interface Rebuild {
+  kind: "rebuild";
+  reason: string;
+  node?: string;
+}
+
+/** The consent fields of a slot, and nothing else. */
+function pickSlot(slot: ConsentSlot): ConsentSlot {
+  return { prevBound: slot.prevBound, newBound: slot.newBound, work: slot.work };
 }
 
 interface PendingBatch {
@@ -280,6 +382,7 @@ export class Guardian {
   private timer: NodeJS.Timeout | undefined;
   private round: Promise<unknown> | undefined;
   private loaded = false;
+  private domain: TypedDataDomain | undefined;
 
   constructor(config: GuardianConfig) {
     if (typeof config?.dataDir !== "string" || config.dataDir === "") {
@@ -342,7 +445,8 @@ export class Guardian {
   }
 
   /**
-   * One round: first the transaction a previous run left in flight, then every ended epoch in its guardian phase.
+   * One round: first the transaction a previous run left in flight, then every ended epoch whose settlement window is
+   * open.
    * Returns what it settled. Throws if stopped or if a read fails; a revert it knows how to handle is handled.
    */
   async runOnce(signal: AbortSignal = this.controller.signal): Promise<GuardianRoundReport> {
@@ -355,12 +459,12 @@ export class Guardian {
     const latest = await this.provider.getBlock("latest");
     if (latest === null) throw new GuardianError("GUARDIAN_BAD_STATE", "Guardian.runOnce: no latest block");
     const now = BigInt(latest.timestamp);
-    const delay = await parameters.get(parameterIndex("ForcedInclusionDelay"));
+    const window = await parameters.get(parameterIndex("SettlementWindow"));
     const current = await parameters.currentEpoch();
     const epochs: bigint[] = [];
     for (let epoch = current - 1n; epoch >= 0n; epoch--) {
       const end = await parameters.epochStart(epoch + 1n);
-      if (now >= end + delay) break; // this epoch and every earlier one are past the guardian phase
+      if (now >= end + window) break; // this epoch's window and every earlier one's are closed
       if (now >= end) epochs.push(epoch);
     }
     for (const epoch of epochs.reverse()) {
@@ -379,6 +483,11 @@ export class Guardian {
     this.log.info("collected bills", { epoch, received: received.length, accepted: bills.length });
 
     const settlements: GuardianSettlement[] = [];
+    const dropNode = (node: string, reason: string) => {
+      bills = bills.filter((b) => b.node !== node);
+      this.emit({ kind: "rebuild", epoch, reason });
+      this.log.warn("leaving a node out of this round", { epoch, node, reason });
+    };
     let rebuilds = 0;
     for (;;) {
       signal.throwIfAborted();
@@ -386,29 +495,43 @@ export class Guardian {
       if (claims.length === 0) return settlements;
       await this.refreshTree(signal);
       const batch = buildRelayBatch(this.config.circuit, { epoch, tree: this.tree, slots: claims });
-      const slots = batch.slots.filter((slot) => slot.nodeId !== 0n);
-      const billCount = slots.reduce((n, slot) => n + slot.bills.length, 0);
-      this.emit({
-        kind: "proving",
-        epoch,
-        slots: slots.map((s) => ({
-          node: getAddress(addressFromNodeId(s.nodeId)),
-          prevBound: s.prevBound,
-          newBound: s.newBound,
-          work: s.work,
-        })),
-      });
+      const slots: RollupSlot[] = batch.slots.map((s) => ({
+        node: getAddress(addressFromNodeId(s.nodeId)),
+        prevBound: s.prevBound,
+        newBound: s.newBound,
+        work: s.work,
+        ...NO_CONSENT,
+      }));
+      // Before proving: a node that does not consent would make the proof worthless (RollupNoConsent).
+      const refusals = await this.gatherConsents(epoch, batch.slots, slots, signal);
+      if (refusals.length > 0) {
+        for (const { node, reason } of refusals) dropNode(node, `no consent from ${node}: ${reason}`);
+        continue; // each refusal removes a node, so this ends
+      }
+      const billCount = batch.slots.reduce((n, slot) => n + slot.bills.length, 0);
+      this.emit({ kind: "proving", epoch, slots: slots.filter((s) => BigInt(s.node) !== 0n) });
       const proven = await this.config.prover.prove(batch, {
         signal,
         onProgress: (progress) => this.emit({ kind: "progress", epoch, progress }),
       });
       signal.throwIfAborted();
-      const outcome = await this.submit(epoch, batch.identityRoot, proven, billCount, signal);
+      const consented = proven.slots.map((slot, i) => ({
+        ...slot,
+        consentR: slots[i].consentR,
+        consentVS: slots[i].consentVS,
+      }));
+      const outcome = await this.submit(epoch, batch.identityRoot, { ...proven, slots: consented }, billCount, signal);
       if (outcome.kind === "settled") {
         settlements.push(outcome.settlement);
         continue;
       }
       if (outcome.kind === "stop") return settlements;
+      if (outcome.reason === "RollupNoConsent" && outcome.node !== undefined) {
+        // The node changed its signer (or its consent went stale) between asking and mining.
+        dropNode(outcome.node, `RollupNoConsent for ${outcome.node}`);
+        if (++rebuilds >= MAX_REBUILDS_PER_ROUND) return settlements;
+        continue;
+      }
       if (outcome.reason === "RollupNodeNotEligible") {
         // A node was jailed or left while the batch was proven: check them again and drop the ineligible ones' bills.
         const eligible = new Map<string, boolean>();
@@ -420,6 +543,62 @@ export class Guardian {
       this.log.warn("rebuilding the batch", { epoch, reason: outcome.reason, rebuilds });
       if (rebuilds >= MAX_REBUILDS_PER_ROUND) return settlements;
     }
+  }
+
+  // --- consent -------------------------------------------------------------------------------------------------------
+
+  /**
+   * Asks every non-padding slot's node for its consent at once and writes each good one into `slots` (same index as
+   * `batchSlots`). A consent counts only if it recovers to the node's registered signer (`NodeRegistry.signerOf`), as
+   * the rollup checks. Returns the nodes that refused, did not answer, or signed with another key.
+   */
+  private async gatherConsents(
+    epoch: bigint,
+    batchSlots: RelayBatch["slots"],
+    slots: RollupSlot[],
+    signal: AbortSignal,
+  ): Promise<{ node: string; reason: string }[]> {
+    const domain = await this.consentDomain();
+    const refusals: { node: string; reason: string }[] = [];
+    await Promise.all(
+      batchSlots.map(async (batchSlot, i) => {
+        if (batchSlot.nodeId === 0n) return;
+        const slot = slots[i];
+        const signer = await this.config.contracts.registry.signerOf(slot.node); // a failed read fails the round
+        try {
+          const consent = await this.config.source.consent(slot.node, epoch, pickSlot(slot), signal);
+          let recovered: string;
+          try {
+            recovered = recoverSlotConsentSigner(domain, epoch, slot, consent);
+          } catch (error) {
+            throw new GuardianError(
+              "GUARDIAN_CONSENT_REFUSED",
+              `Guardian.gatherConsents: ${slot.node}'s consent is not a signature: ${(error as Error).message}`,
+            );
+          }
+          if (getAddress(recovered) !== getAddress(signer)) {
+            throw new GuardianError(
+              "GUARDIAN_CONSENT_REFUSED",
+              `Guardian.gatherConsents: ${slot.node}'s consent is signed by ${recovered}, not its signer ${signer}`,
+            );
+          }
+          slots[i] = { ...slot, consentR: consent.consentR, consentVS: consent.consentVS };
+        } catch (error) {
+          signal.throwIfAborted();
+          refusals.push({ node: slot.node, reason: (error as Error).message ?? String(error) });
+        }
+      }),
+    );
+    return refusals;
+  }
+
+  /** The rollup's EIP-712 domain, read once. */
+  private async consentDomain(): Promise<TypedDataDomain> {
+    if (this.domain === undefined) {
+      const { chainId } = await this.provider.getNetwork();
+      this.domain = rollupDomain(chainId, await this.config.contracts.rollup.getAddress());
+    }
+    return this.domain;
   }
 
   // --- bills and slots -----------------------------------------------------------------------------------------------
@@ -494,11 +673,7 @@ export class Guardian {
     proven: { proof: SolidityProof; slots: RollupSlot[] },
     bills: number,
     signal: AbortSignal,
-  ): Promise<
-    | { kind: "settled"; settlement: GuardianSettlement }
-    | { kind: "rebuild"; reason: string }
-    | { kind: "stop"; reason: string }
-  > {
+  ): Promise<{ kind: "settled"; settlement: GuardianSettlement } | Rebuild | { kind: "stop"; reason: string }> {
     const { rollup } = this.config.contracts;
     let txHash: string;
     try {
@@ -526,13 +701,18 @@ export class Guardian {
     return { kind: "settled", settlement };
   }
 
-  /** Sorts a submission failure: races and a stale root are rebuilt; a closed phase stops; the rest is thrown. */
-  private classify(
-    epoch: bigint,
-    error: unknown,
-  ): { kind: "rebuild"; reason: string } | { kind: "stop"; reason: string } {
-    const name = revertName(this.config.contracts.rollup, error);
+  /**
+   * Sorts a submission failure: races, a stale root, an ineligible node and a missing consent are rebuilt; a closed
+   * window stops; the rest is thrown.
+   */
+  private classify(epoch: bigint, error: unknown): Rebuild | { kind: "stop"; reason: string } {
+    const revert = decodeRevert(this.config.contracts.rollup, error);
+    const name = revert?.name;
     if (name === "RollupBoundMismatch" || name === "RollupUnknownRoot") return { kind: "rebuild", reason: name };
+    if (name === "RollupNoConsent") {
+      const node = revert?.args[1];
+      return { kind: "rebuild", reason: name, node: typeof node === "string" ? getAddress(node) : undefined };
+    }
     if (name === "RollupNotAuthorized" || name === "RollupWindowClosed" || name === "RollupEpochClaimed") {
       this.log.warn("batch refused; leaving the epoch", { epoch, reason: name });
       return { kind: "stop", reason: name };
@@ -684,14 +864,27 @@ export function revertName(
   contract: { interface: RelayRollup["interface"] } | { interface: unknown },
   error: unknown,
 ): string | undefined {
-  const e = error as { revert?: { name?: string }; data?: unknown; info?: { error?: { data?: unknown } } } | null;
+  return decodeRevert(contract, error)?.name;
+}
+
+/** The custom error (name and arguments) of a failed contract call, if its revert data decodes against the ABI. */
+export function decodeRevert(
+  contract: { interface: RelayRollup["interface"] } | { interface: unknown },
+  error: unknown,
+): { name: string; args: readonly unknown[] } | undefined {
+  const e = error as {
+    revert?: { name?: string; args?: readonly unknown[] };
+    data?: unknown;
+    info?: { error?: { data?: unknown } };
+  } | null;
   if (e === null || typeof e !== "object") return undefined;
-  if (typeof e.revert?.name === "string") return e.revert.name;
+  if (typeof e.revert?.name === "string") return { name: e.revert.name, args: [...(e.revert.args ?? [])] };
   const data =
     typeof e.data === "string" ? e.data : typeof e.info?.error?.data === "string" ? e.info.error.data : undefined;
   if (data === undefined) return undefined;
   try {
-    return (contract.interface as RelayRollup["interface"]).parseError(data)?.name;
+    const parsed = (contract.interface as RelayRollup["interface"]).parseError(data);
+    return parsed === null ? undefined : { name: parsed.name, args: [...parsed.args] };
   } catch {
     return undefined;
   }

@@ -11,7 +11,7 @@
  * node), the recipient id, a millisecond timestamp and a 16-byte random nonce, then the operation's fields. A node
  * accepts a request only within REQUEST_WINDOW_MS of its clock and remembers the nonces it saw for that long.
  */
-import { ByteReader, ByteWriter } from "../crypto/bytes";
+import { ByteReader, ByteWriter, toHex } from "../crypto/bytes";
 import { SIGNATURE_LENGTH, sign, verify } from "../crypto/primitives";
 import type { PrekeyBundle } from "../crypto/x3dh";
 import { SIGNED_BILL_LENGTH, decodeSignedBill, encodeSignedBill, type SignedBill } from "../bill/bill";
@@ -551,7 +551,18 @@ export const BillsType = {
   ACCEPTED: 0x02, // edge node → recipient: how many it kept (the rest failed verification, were stale or smaller)
   COLLECT: 0x03, // guardian → edge node: send me the bills you hold for this epoch
   BILLS: 0x04, // edge node → guardian: one page of at most 64 bills, `more` set on every page but the last
+  CONSENT_REQUEST: 0x05, // guardian → edge node: sign your consent to this slot of an ended epoch
+  CONSENT: 0x06, // edge node → guardian: the consent, compact EIP-2098 (r || yParity and s)
 } as const;
+
+/** Bounds are order keys: below 2^200, like the circuit's and the rollup's (`RollupBoundTooLarge`). */
+export const CONSENT_BOUND_LIMIT = 1n << 200n;
+/** A slot's work is below 2^56, like the rollup's (`RollupWorkTooLarge`). */
+export const CONSENT_WORK_LIMIT = 1n << 56n;
+/** Bytes of a CONSENT_REQUEST body: epoch (8) || prevBound (32) || newBound (32) || work (8). */
+export const CONSENT_REQUEST_BYTES = 80;
+/** Bytes of a CONSENT body: consentR (32) || consentVS (32). */
+export const CONSENT_BYTES = 64;
 
 export interface SubmitBillsMessage {
   readonly type: typeof BillsType.SUBMIT;
@@ -573,14 +584,45 @@ export interface BillsPageMessage {
   /** True when another BILLS page follows on the same stream. */
   readonly more: boolean;
 }
-export type BillsMessage = SubmitBillsMessage | BillsAcceptedMessage | CollectBillsMessage | BillsPageMessage;
+/**
+ * A guardian asks the node to consent to one slot it built from the node's bills (sdk/chain/consent.ts
+ * `SlotConsent`; the slot's node is the node asked).
+ */
+export interface ConsentRequestMessage {
+  readonly type: typeof BillsType.CONSENT_REQUEST;
+  /** The ended epoch the slot settles (a uint64). */
+  readonly epoch: bigint;
+  /** The node's bound on chain the slot starts from, below 2^200. */
+  readonly prevBound: bigint;
+  /** The order key of the slot's last bill: above `prevBound`, below 2^200. */
+  readonly newBound: bigint;
+  /** The capped work of the slot's bills, below 2^56. */
+  readonly work: bigint;
+}
+/** The node's signed consent to the slot asked for. */
+export interface ConsentMessage {
+  readonly type: typeof BillsType.CONSENT;
+  /** 0x-prefixed 32-byte hex: the signature's r. */
+  readonly consentR: string;
+  /** 0x-prefixed 32-byte hex: yParity in the top bit, s below (EIP-2098). */
+  readonly consentVS: string;
+}
+export type BillsMessage =
+  | SubmitBillsMessage
+  | BillsAcceptedMessage
+  | CollectBillsMessage
+  | BillsPageMessage
+  | ConsentRequestMessage
+  | ConsentMessage;
 
 /** Largest epoch on the wire: bills carry a uint64 epoch. */
 const MAX_EPOCH_U64 = (1n << 64n) - 1n;
 
 /**
  * Encodes a bills message: SUBMIT is count (1, 1..64) || count × 135-byte signed bills (sdk/bill/bill.ts); ACCEPTED is
- * count (1); COLLECT is epoch (8, big-endian); BILLS is more (1, 0 or 1) || count (1, 0..64) || count × 135 bytes.
+ * count (1); COLLECT is epoch (8, big-endian); BILLS is more (1, 0 or 1) || count (1, 0..64) || count × 135 bytes;
+ * CONSENT_REQUEST is epoch (8) || prevBound (32) || newBound (32) || work (8); CONSENT is consentR (32) ||
+ * consentVS (32). Integers are big-endian.
  */
 export function encodeBillsMessage(message: BillsMessage): { type: number; body: Uint8Array } {
   const where = "encodeBillsMessage";
@@ -592,18 +634,26 @@ export function encodeBillsMessage(message: BillsMessage): { type: number; body:
     case BillsType.ACCEPTED:
       w.u8(ranged(message.accepted, 0, MAX_BILLS_PER_SUBMISSION, where, "accepted count"));
       break;
-    case BillsType.COLLECT: {
-      const epoch = message.epoch;
-      if (typeof epoch !== "bigint" || epoch < 0n || epoch > MAX_EPOCH_U64) {
-        throw badArgument(`${where}: expected epoch in [0, 2^64 - 1], got ${String(epoch)}`);
-      }
-      w.u32(Number(epoch >> 32n)).u32(Number(epoch & 0xffff_ffffn));
+    case BillsType.COLLECT:
+      writeUint(w, bigRanged(message.epoch, 0n, MAX_EPOCH_U64 + 1n, where, "epoch", "2^64"), 8);
       break;
-    }
     case BillsType.BILLS:
       if (typeof message.more !== "boolean") throw badArgument(`${where}: expected 'more' to be a boolean`);
       w.u8(message.more ? 1 : 0);
       writeBills(w, message.bills, 0, where);
+      break;
+    case BillsType.CONSENT_REQUEST: {
+      writeUint(w, bigRanged(message.epoch, 0n, MAX_EPOCH_U64 + 1n, where, "epoch", "2^64"), 8);
+      const prevBound = bigRanged(message.prevBound, 0n, CONSENT_BOUND_LIMIT, where, "prevBound", "2^200");
+      const newBound = bigRanged(message.newBound, prevBound + 1n, CONSENT_BOUND_LIMIT, where, "newBound", "2^200");
+      writeUint(w, prevBound, 32);
+      writeUint(w, newBound, 32);
+      writeUint(w, bigRanged(message.work, 0n, CONSENT_WORK_LIMIT, where, "work", "2^56"), 8);
+      break;
+    }
+    case BillsType.CONSENT:
+      w.bytes(hexWord(message.consentR, where, "consentR"));
+      w.bytes(hexWord(message.consentVS, where, "consentVS"));
       break;
     default:
       throw badArgument(`${where}: unknown message type ${String((message as { type: unknown }).type)}`);
@@ -629,20 +679,35 @@ export function parseBillsMessage(type: number, body: Uint8Array): BillsMessage 
         accepted: readRanged(r.u8("accepted count"), 0, MAX_BILLS_PER_SUBMISSION, where, "accepted count"),
       };
       break;
-    case BillsType.COLLECT: {
-      const high = r.u32("epoch");
-      const low = r.u32("epoch");
-      message = { type, epoch: (BigInt(high) << 32n) | BigInt(low) };
+    case BillsType.COLLECT:
+      message = { type, epoch: readUint(r, 8, "epoch") };
       break;
-    }
     case BillsType.BILLS: {
       const more = r.u8("more flag");
       if (more > 1) throw malformed(`${where}: expected more flag 0 or 1, got ${more}`);
       message = { type, more: more === 1, bills: readBills(r, 0, where) };
       break;
     }
+    case BillsType.CONSENT_REQUEST: {
+      const epoch = readUint(r, 8, "epoch");
+      const prevBound = readUint(r, 32, "prevBound");
+      const newBound = readUint(r, 32, "newBound");
+      const work = readUint(r, 8, "work");
+      if (prevBound >= CONSENT_BOUND_LIMIT)
+        throw malformed(`${where}: expected prevBound below 2^200, got ${prevBound}`);
+      if (newBound >= CONSENT_BOUND_LIMIT) throw malformed(`${where}: expected newBound below 2^200, got ${newBound}`);
+      if (newBound <= prevBound) {
+        throw malformed(`${where}: expected newBound above prevBound ${prevBound}, got ${newBound}`);
+      }
+      if (work >= CONSENT_WORK_LIMIT) throw malformed(`${where}: expected work below 2^56, got ${work}`);
+      message = { type, epoch, prevBound, newBound, work };
+      break;
+    }
+    case BillsType.CONSENT:
+      message = { type, consentR: toHexWord(r.bytes(32, "consentR")), consentVS: toHexWord(r.bytes(32, "consentVS")) };
+      break;
     default:
-      throw new MessageError("MESSAGE_UNKNOWN_TYPE", `${where}: expected a bills type 1..4, got ${type}`);
+      throw new MessageError("MESSAGE_UNKNOWN_TYPE", `${where}: expected a bills type 1..6, got ${type}`);
   }
   r.end();
   return message;
@@ -675,6 +740,42 @@ function readBills(r: ByteReader, min: number, where: string): SignedBill[] {
 }
 
 // --- internals -----------------------------------------------------------------------------------------------------
+
+function bigRanged(value: unknown, min: bigint, limit: bigint, where: string, what: string, limitText: string): bigint {
+  if (typeof value !== "bigint" || value < min || value >= limit) {
+    throw badArgument(`${where}: expected ${what} in [${min}, ${limitText}), got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Appends `value` (known to fit) as `length` big-endian bytes. */
+function writeUint(w: ByteWriter, value: bigint, length: number): void {
+  const out = new Uint8Array(length);
+  for (let i = length - 1, v = value; i >= 0; i--, v >>= 8n) out[i] = Number(v & 0xffn);
+  w.bytes(out);
+}
+
+/** Reads `length` big-endian bytes as an unsigned integer. */
+function readUint(r: ByteReader, length: number, what: string): bigint {
+  let value = 0n;
+  for (const byte of r.bytes(length, what)) value = (value << 8n) | BigInt(byte);
+  return value;
+}
+
+/** The 32 bytes of a 0x-prefixed 64-digit hex string. */
+function hexWord(value: unknown, where: string, what: string): Uint8Array {
+  if (typeof value !== "string" || !/^0x[0-9a-fA-F]{64}$/.test(value)) {
+    throw badArgument(`${where}: expected ${what} as 0x and 64 hex digits, got ${String(value)}`);
+  }
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) out[i] = parseInt(value.slice(2 + 2 * i, 4 + 2 * i), 16);
+  return out;
+}
+
+/** 0x and 64 lower-case hex digits. */
+function toHexWord(bytes: Uint8Array): string {
+  return "0x" + toHex(bytes);
+}
 
 function fixed(value: unknown, length: number, where: string, what: string): Uint8Array {
   if (!(value instanceof Uint8Array) || value.length !== length) {

@@ -9,16 +9,31 @@ import { registerEdgeNode, registerRecipient, tempDir, type TestRecipient } from
 import { createEdgeHost, type EdgeHost } from "../../node/host";
 import { openNodeDatabase, type NodeDatabase } from "../../node/db";
 import { BillService, IdentityTreeFollower } from "../../node/bills";
-import { exchangeFrames } from "../../node/serve";
+import { RequestRefused, exchangeFrames } from "../../node/serve";
 import { billKeyOf, nodeIdFromAddress, signBill, type SignedBill } from "../../sdk/bill/bill";
+import { buildRelayBatch, orderKey, RELAY_BATCH_TEST_PARAMS } from "../../sdk/bill/batchInput";
+import { proveRelayBatch } from "../../sdk/bill/prove";
+import { recoverSlotConsentSigner, rollupDomain, type SlotConsentSignature } from "../../sdk/chain/consent";
+import { IdentityTree } from "../../sdk/chain/identityTree";
+import { NodeRole, TOKEN } from "../../sdk/chain/protocol";
+import { loadCircuitArtifacts } from "../../scripts/lib/ceremony";
 import { generateNodeKey } from "../../sdk/net/peerId";
-import { BILLS_MAX_FRAME_BYTES, BILLS_PROTOCOL, type Frame } from "../../sdk/wire/frame";
+import {
+  BILLS_MAX_FRAME_BYTES,
+  BILLS_PROTOCOL,
+  ERROR_FRAME_TYPE,
+  WireErrorCode,
+  parseErrorAnswer,
+  type ErrorAnswer,
+  type Frame,
+} from "../../sdk/wire/frame";
 import {
   BillsType,
   MAX_BILLS_PER_SUBMISSION,
   encodeBillsMessage,
   parseBillsMessage,
   type BillsMessage,
+  type ConsentRequestMessage,
 } from "../../sdk/wire/messages";
 
 /** Recipients with DIDs on chain. */
@@ -38,16 +53,32 @@ describe("node/bills: the edge node's bill book, with bills signed by DIDs on th
 
   async function fixture() {
     const base = await deployProtocolFixture();
-    const [deployer, op, other] = base.signers;
-    await registerEdgeNode(base, op, generateNodeKey().peerId, ["/ip4/127.0.0.1/tcp/1"]);
+    const [deployer, op, other, guardian] = base.signers;
+    await registerEdgeNode(base, op, generateNodeKey().peerId, ["/ip4/127.0.0.1/tcp/1"]); // its own signer
     await registerEdgeNode(base, other, generateNodeKey().peerId, ["/ip4/127.0.0.1/tcp/2"]);
+    const guardianStake = 2_000n * TOKEN;
+    await (await base.token.transfer(guardian.address, guardianStake)).wait();
+    await (await base.token.connect(guardian).approve(await base.registry.getAddress(), guardianStake)).wait();
+    await (
+      await base.registry
+        .connect(guardian)
+        .register(
+          NodeRole.Guardian,
+          generateNodeKey().peerId,
+          ["/ip4/127.0.0.1/tcp/3"],
+          guardian.address,
+          0,
+          guardianStake,
+        )
+    ).wait();
     const recipients: TestRecipient[] = [];
     for (let i = 0; i < RECIPIENTS; i++) {
       const wallet = ethers.Wallet.createRandom().connect(ethers.provider);
       await (await deployer.sendTransaction({ to: wallet.address, value: ethers.parseEther("1") })).wait();
       recipients.push(await registerRecipient(base.didRegistry, wallet, [op.address], `bills/${i}`));
     }
-    return { ...base, operator: op.address, otherOperator: other.address, recipients };
+    const domain = rollupDomain((await ethers.provider.getNetwork()).chainId, await base.rollup.getAddress());
+    return { ...base, op, guardian, operator: op.address, otherOperator: other.address, recipients, domain };
   }
 
   before(async () => {
@@ -61,6 +92,7 @@ describe("node/bills: the edge node's bill book, with bills signed by DIDs on th
       operator: f.operator,
       currentEpoch: () => f.parameters.currentEpoch(),
       identityTree: new IdentityTreeFollower(f.didRegistry, f.deployment.startBlock),
+      consent: { signer: f.op, domain: f.domain, maxWorkPerBill: RELAY_BATCH_TEST_PARAMS.maxWorkPerBill },
     });
     await service.start();
     await guardian.libp2p.peerStore.merge(node.libp2p.peerId, { multiaddrs: node.libp2p.getMultiaddrs() });
@@ -73,12 +105,25 @@ describe("node/bills: the edge node's bill book, with bills signed by DIDs on th
     await rm(root, { recursive: true, force: true });
   });
 
-  async function send(messages: BillsMessage[]): Promise<BillsMessage[]> {
+  async function exchange(messages: BillsMessage[]): Promise<Frame[]> {
     const stream = await guardian.libp2p.dialProtocol(node.libp2p.peerId, BILLS_PROTOCOL, {
       signal: AbortSignal.timeout(10_000),
     });
-    const frames: Frame[] = await exchangeFrames(stream, messages.map(encodeBillsMessage), BILLS_MAX_FRAME_BYTES);
-    return frames.map((frame) => parseBillsMessage(frame.type, frame.body));
+    return exchangeFrames(stream, messages.map(encodeBillsMessage), BILLS_MAX_FRAME_BYTES);
+  }
+
+  async function send(messages: BillsMessage[]): Promise<BillsMessage[]> {
+    return (await exchange(messages)).map((frame) => parseBillsMessage(frame.type, frame.body));
+  }
+
+  /** Asks the node for consent over the wire: the signature, or the error answer. */
+  async function askConsent(request: Omit<ConsentRequestMessage, "type">): Promise<SlotConsentSignature | ErrorAnswer> {
+    const [frame, ...rest] = await exchange([{ type: BillsType.CONSENT_REQUEST, ...request }]);
+    expect(rest).to.deep.equal([]);
+    if (frame.type === ERROR_FRAME_TYPE) return parseErrorAnswer(frame.body);
+    const answer = parseBillsMessage(frame.type, frame.body);
+    if (answer.type !== BillsType.CONSENT) expect.fail(`expected CONSENT, got ${answer.type}`);
+    return { consentR: answer.consentR, consentVS: answer.consentVS };
   }
 
   const bill = (r: TestRecipient, messageCount: bigint, epoch: bigint, node = f.operator): SignedBill =>
@@ -182,5 +227,109 @@ describe("node/bills: the edge node's bill book, with bills signed by DIDs on th
     expect(await submit([bill(r, 600n, epoch)])).to.equal(0);
     const results = await service.submit({ type: BillsType.SUBMIT, bills: [bill(r, 600n, epoch)] });
     expect(results).to.deep.equal(["stale-epoch"]);
+  });
+  it("consents to a slot that matches its bills of an ended epoch, and the rollup settles the guardian's batch with it", async () => {
+    const epoch = await f.parameters.currentEpoch();
+    // Three recipients' bills for this node, in order-key order; one above the per-bill cap, one resubmitted larger.
+    const picked = f.recipients.slice(0, 3).sort((x, y) => (orderKey(x.keyHash) < orderKey(y.keyHash) ? -1 : 1));
+    const counts = [30n, 4_000n, 7n];
+    expect(await submit(picked.map((r, i) => bill(r, counts[i] - 1n, epoch)))).to.equal(3);
+    expect(await submit(picked.map((r, i) => bill(r, counts[i], epoch)))).to.equal(3);
+    const keys = picked.map((r) => orderKey(r.keyHash));
+    const slot = { epoch, prevBound: 0n, newBound: keys[1], work: 30n + 1_000n }; // the first two, capped
+
+    // The epoch is still running: no consent yet (bills may still grow).
+    const early = await askConsent(slot);
+    expect(early).to.deep.include({ code: WireErrorCode.NOT_FOUND });
+    expect((early as ErrorAnswer).message).to.match(/BillService\.consent: expected an ended epoch/);
+
+    await time.increaseTo((await f.parameters.epochStart(epoch + 1n)) + 1n);
+    const consent = await askConsent(slot);
+    expect(consent).to.have.keys(["consentR", "consentVS"]);
+    const signed = consent as SlotConsentSignature;
+    expect(recoverSlotConsentSigner(f.domain, epoch, { node: f.operator, ...slot }, signed)).to.equal(f.operator);
+    expect(await f.registry.signerOf(f.operator)).to.equal(f.operator);
+    // The rest of the epoch, from the first slot's bound: the third bill alone.
+    const rest = await askConsent({ epoch, prevBound: keys[1], newBound: keys[2], work: 7n });
+    expect(rest).to.have.keys(["consentR", "consentVS"]);
+
+    // A guardian proves exactly that slot and settles it with the consent: the rollup recovers the node's signer.
+    const tree = IdentityTree.fromEvents(
+      (await f.didRegistry.queryFilter(f.didRegistry.filters.IdentityTreeChanged())).map((e) => ({
+        index: e.args.index,
+        leaf: e.args.leaf,
+      })),
+    );
+    const held = service.bills(epoch).filter((b) => picked.slice(0, 2).some((r) => r.billKey.x === b.billKey.x));
+    const batch = buildRelayBatch(RELAY_BATCH_TEST_PARAMS, {
+      epoch,
+      tree,
+      slots: [{ nodeId: nodeIdFromAddress(f.operator), prevBound: 0n, bills: held }],
+    });
+    expect([batch.slots[0].newBound, batch.slots[0].work]).to.deep.equal([slot.newBound, slot.work]);
+    const proof = await proveRelayBatch(batch, loadCircuitArtifacts("relay_batch_test"));
+    const slots = proof.slots.map((s, i) => (i === 0 ? { ...s, ...signed } : s));
+    await (await f.rollup.connect(f.guardian).submitBatch(epoch, tree.root, slots, proof.proof)).wait();
+    expect(await f.rollup.boundOf(f.operator, epoch)).to.equal(keys[1]);
+    expect(await f.rollup.workOf(f.operator, epoch)).to.equal(1_030n);
+    // The same consent cannot settle anything again: it names prevBound 0, which the settlement moved.
+    await expect(
+      f.rollup.connect(f.guardian).submitBatch(epoch, tree.root, slots, proof.proof),
+    ).to.be.revertedWithCustomError(f.rollup, "RollupBoundMismatch");
+  });
+
+  it("refuses consent to a slot that skips a bill, claims other work, ends off its keys or is not its own", async () => {
+    const epoch = (await f.parameters.currentEpoch()) - 1n; // the epoch the test above ended
+    const picked = f.recipients.slice(0, 3).sort((x, y) => (orderKey(x.keyHash) < orderKey(y.keyHash) ? -1 : 1));
+    const keys = picked.map((r) => orderKey(r.keyHash));
+    const refused = async (request: Omit<ConsentRequestMessage, "type">, why: RegExp) => {
+      const answer = await askConsent(request);
+      expect(answer).to.deep.include({ code: WireErrorCode.NOT_FOUND });
+      expect((answer as ErrorAnswer).message).to.match(why);
+    };
+    // Skips the first bill: a bound past it, crediting only the second.
+    await refused({ epoch, prevBound: 0n, newBound: keys[1], work: 1_000n }, /expected work 1030 \(2 bills/);
+    // Starts past the first bill: the guardian's own choice of prevBound cannot hide it either.
+    await refused({ epoch, prevBound: keys[0], newBound: keys[2], work: 7n }, /expected work 1007/);
+    // Claims more, or uncapped, work.
+    await refused({ epoch, prevBound: 0n, newBound: keys[1], work: 1_031n }, /expected work 1030/);
+    await refused({ epoch, prevBound: 0n, newBound: keys[1], work: 4_030n }, /expected work 1030/);
+    // A bound that is no bill's order key (between two of them, or past them all).
+    await refused({ epoch, prevBound: 0n, newBound: keys[1] + 1n, work: 1_030n }, /newBound .* order key of a bill/);
+    await refused({ epoch, prevBound: 0n, newBound: (1n << 200n) - 1n, work: 1_037n }, /newBound/);
+    // An epoch it holds nothing for.
+    await refused({ epoch: epoch - 1n, prevBound: 0n, newBound: keys[0], work: 30n }, /newBound/);
+    // The running epoch.
+    await refused({ epoch: epoch + 1n, prevBound: 0n, newBound: keys[0], work: 30n }, /ended epoch/);
+
+    // A bill whose key left the identity tree is not counted: no proof could carry it.
+    const follower = {
+      has: (keyHash: bigint) => keyHash !== picked[0].keyHash,
+      sync: () => Promise.resolve(),
+    };
+    const withoutFirst = new BillService(node.libp2p, {
+      db,
+      operator: f.operator,
+      currentEpoch: () => f.parameters.currentEpoch(),
+      identityTree: follower,
+      consent: { signer: f.op, domain: f.domain, maxWorkPerBill: RELAY_BATCH_TEST_PARAMS.maxWorkPerBill },
+    });
+    const request = { type: BillsType.CONSENT_REQUEST, epoch, prevBound: 0n, newBound: keys[1], work: 1_000n } as const;
+    const consent = await withoutFirst.consent(request);
+    expect(recoverSlotConsentSigner(f.domain, epoch, { node: f.operator, ...request }, consent)).to.equal(f.operator);
+
+    // A node run without a consent signer says so.
+    const unsigned = new BillService(node.libp2p, {
+      db,
+      operator: f.operator,
+      currentEpoch: () => f.parameters.currentEpoch(),
+      identityTree: follower,
+    });
+    const error = await unsigned.consent(request).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).to.be.instanceOf(RequestRefused);
+    expect((error as RequestRefused).code).to.equal(WireErrorCode.UNSUPPORTED);
   });
 });

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { ethers, network } from "hardhat";
 import { loadFixture, time } from "@nomicfoundation/hardhat-network-helpers";
-import { getBytes, keccak256, toUtf8Bytes } from "ethers";
+import { getAddress, getBytes, keccak256, toUtf8Bytes, type Signer, type TypedDataDomain } from "ethers";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -9,12 +9,14 @@ import { deployProtocolFixture } from "../fixtures/protocol";
 import { didDocument } from "../fixtures/rollup";
 import { billKeyOf, nodeIdFromAddress, recipientKeyHash, signBill, type SignedBill } from "../../sdk/bill/bill";
 import { buildRelayBatch, orderKey, RELAY_BATCH_TEST_PARAMS } from "../../sdk/bill/batchInput";
-import { proveRelayBatch } from "../../sdk/bill/prove";
+import { proveRelayBatch, type RollupSlot } from "../../sdk/bill/prove";
+import { NO_CONSENT, recoverSlotConsentSigner, rollupDomain, signSlotConsent } from "../../sdk/chain/consent";
 import { IdentityTree } from "../../sdk/chain/identityTree";
-import { NodeRole, TOKEN } from "../../sdk/chain/protocol";
+import { NodeRole, TOKEN, parameterIndex } from "../../sdk/chain/protocol";
 import {
   GUARDIAN_STATE_FILE,
   Guardian,
+  GuardianError,
   Libp2pBillSource,
   type BillSource,
   type GuardianEvent,
@@ -71,21 +73,59 @@ async function guardianFixture() {
       byteCount: messageCount * 500n,
     });
   const startBlock = base.deployment.startBlock;
-  return { ...base, edgeA, edgeB, guardian, rival, outsider, recipients, epoch, epochEnd, billFor, startBlock };
+  const domain = rollupDomain((await ethers.provider.getNetwork()).chainId, await base.rollup.getAddress());
+  // Each edge node registered with its own account as signer: that wallet signs its consents.
+  const nodeSigners = new Map<string, Signer>([edgeA, edgeB].map((s) => [s.address, s]));
+  return {
+    ...base,
+    edgeA,
+    edgeB,
+    guardian,
+    rival,
+    outsider,
+    recipients,
+    epoch,
+    epochEnd,
+    billFor,
+    startBlock,
+    domain,
+    nodeSigners,
+  };
 }
 
 type Fixture = Awaited<ReturnType<typeof guardianFixture>>;
 
-/** A bill source holding a fixed list: what the edge nodes would hand over for the epoch. */
-function listSource(bills: readonly SignedBill[]): BillSource & { calls: bigint[] } {
+/**
+ * A bill source holding a fixed list: what the edge nodes would hand over for the epoch. It consents to every slot
+ * with the node's registered signer wallet, except for the nodes in `refuse`; `asked` records the consents asked.
+ */
+function listSource(
+  f: Pick<Fixture, "nodeSigners" | "domain">,
+  bills: readonly SignedBill[],
+  refuse: ReadonlySet<string> = new Set(),
+): BillSource & { calls: bigint[]; asked: string[] } {
   const calls: bigint[] = [];
+  const asked: string[] = [];
   return {
     calls,
+    asked,
     async collect(epoch) {
       calls.push(epoch);
       return bills.filter((b) => b.bill.epoch === epoch || b.bill.epoch === epoch + 1n);
     },
+    async consent(node, epoch, slot) {
+      asked.push(node);
+      const signer = f.nodeSigners.get(getAddress(node));
+      if (signer === undefined || refuse.has(getAddress(node))) throw new Error(`listSource: ${node} refuses`);
+      return signSlotConsent(signer, f.domain, epoch, { node, ...slot });
+    },
   };
+}
+
+/** A settled slot's node, bounds and work, checking on the way that it carries the node's consent. */
+function settledSlot(domain: TypedDataDomain, epoch: bigint, slot: RollupSlot) {
+  expect(recoverSlotConsentSigner(domain, epoch, slot, slot)).to.equal(slot.node); // each node signs for itself here
+  return { node: slot.node, prevBound: slot.prevBound, newBound: slot.newBound, work: slot.work };
 }
 
 describe("node/guardian: settles bills with real proofs on the real rollup", function () {
@@ -147,7 +187,8 @@ describe("node/guardian: settles bills with real proofs on the real rollup", fun
       }), // a key outside the identity tree
     ];
     const events: GuardianEvent[] = [];
-    const daemon = newGuardian(f, path.join(root, "settle"), listSource(bills), events);
+    const source = listSource(f, bills);
+    const daemon = newGuardian(f, path.join(root, "settle"), source, events);
 
     expect((await daemon.runOnce()).epochs).to.deep.equal([]); // the epoch is still running: nothing to do
     await time.increaseTo(f.epochEnd);
@@ -166,6 +207,9 @@ describe("node/guardian: settles bills with real proofs on the real rollup", fun
     ];
     expected.sort((x, y) => (BigInt(x[0]) < BigInt(y[0]) ? -1 : 1));
     expect(first.slots.map((s) => [s.node, s.work])).to.deep.equal(expected);
+    for (const slot of [...first.slots, ...second.slots]) settledSlot(f.domain, epoch, slot);
+    // Each node was asked once per slot, before its batch was proven.
+    expect([...source.asked].sort()).to.deep.equal([edgeA.address, edgeA.address, edgeB.address].sort());
     const slotA = first.slots.find((s) => s.node === edgeA.address)!;
     expect(second.slots.map((s) => [s.node, s.prevBound, s.work])).to.deep.equal([[edgeA.address, slotA.newBound, 2n]]);
     expect(await rollup.workOf(edgeA.address, epoch)).to.equal(1_042n);
@@ -219,20 +263,25 @@ describe("node/guardian: settles bills with real proofs on the real rollup", fun
             slots: [{ nodeId: nodeIdFromAddress(edgeA.address), prevBound: 0n, bills: [bills[0]] }],
           });
           const proof = await proveRelayBatch(batch, artifacts);
-          await rollup.connect(rival).submitBatch(epoch, tree.root, proof.slots, proof.proof);
+          const slots = await Promise.all(
+            proof.slots.map(async (slot) =>
+              BigInt(slot.node) === 0n ? slot : { ...slot, ...(await signSlotConsent(edgeA, f.domain, epoch, slot)) },
+            ),
+          );
+          await rollup.connect(rival).submitBatch(epoch, tree.root, slots, proof.proof);
         }
         return prover.prove(...args);
       },
     };
     const events: GuardianEvent[] = [];
-    const daemon = newGuardian(f, path.join(root, "race"), listSource(bills), events, racingProver);
+    const daemon = newGuardian(f, path.join(root, "race"), listSource(f, bills), events, racingProver);
     const report = await daemon.runOnce();
 
     expect(events.filter((e) => e.kind === "rebuild").map((e) => (e as { reason: string }).reason)).to.deep.equal([
       "RollupBoundMismatch",
     ]);
     expect(report.settlements).to.have.length(1);
-    expect(report.settlements[0].slots).to.deep.equal([
+    expect(report.settlements[0].slots.map((slot) => settledSlot(f.domain, epoch, slot))).to.deep.equal([
       {
         node: edgeA.address,
         prevBound: orderKey(f.recipients[0].keyHash),
@@ -248,7 +297,7 @@ describe("node/guardian: settles bills with real proofs on the real rollup", fun
   it("after a restart waits for the batch it left in flight instead of sending another", async () => {
     const f = await loadFixture(guardianFixture);
     const { edgeA, edgeB, guardian, billFor, epoch, rollup } = f;
-    const source = listSource([billFor(0, edgeA.address, 5n), billFor(1, edgeB.address, 6n)]);
+    const source = listSource(f, [billFor(0, edgeA.address, 5n), billFor(1, edgeB.address, 6n)]);
     const dataDir = path.join(root, "restart");
     await time.increaseTo(f.epochEnd);
     const nonce = await ethers.provider.getTransactionCount(guardian.address);
@@ -291,6 +340,64 @@ describe("node/guardian: settles bills with real proofs on the real rollup", fun
       await network.provider.send("evm_setAutomine", [true]);
     }
   });
+
+  it("leaves out a node that refuses consent and settles the others, all through the settlement window", async () => {
+    const f = await loadFixture(guardianFixture);
+    const { edgeA, edgeB, billFor, epoch, rollup, parameters } = f;
+    const bills = [billFor(0, edgeA.address, 12n), billFor(1, edgeB.address, 34n), billFor(2, edgeB.address, 56n)];
+    const events: GuardianEvent[] = [];
+    const source = listSource(f, bills, new Set([edgeB.address]));
+    const daemon = newGuardian(f, path.join(root, "refuse"), source, events);
+    // Past the forced-inclusion delay, inside the window: guardians may still settle (there is no guardian phase).
+    const delay = await parameters.get(parameterIndex("ForcedInclusionDelay"));
+    const window = await parameters.get(parameterIndex("SettlementWindow"));
+    expect(delay).to.be.lessThan(window);
+    await time.increaseTo(f.epochEnd + delay + 1n);
+
+    const report = await daemon.runOnce();
+    expect(report.epochs).to.deep.equal([epoch]);
+    expect(report.settlements).to.have.length(1);
+    expect(report.settlements[0].slots.map((slot) => settledSlot(f.domain, epoch, slot))).to.deep.equal([
+      { node: edgeA.address, prevBound: 0n, newBound: orderKey(f.recipients[0].keyHash), work: 12n },
+    ]);
+    const rebuilds = events.filter((e) => e.kind === "rebuild").map((e) => (e as { reason: string }).reason);
+    expect(rebuilds).to.have.length(1);
+    expect(rebuilds[0]).to.contain(`no consent from ${edgeB.address}`);
+    // Asked before proving: the one proof made carried only A's slot.
+    const proving = events.filter((e) => e.kind === "proving") as { slots: readonly RollupSlot[] }[];
+    expect(proving.map((e) => e.slots.map((s) => s.node))).to.deep.equal([[edgeA.address]]);
+    expect(await rollup.workOf(edgeA.address, epoch)).to.equal(12n);
+    expect(await rollup.workOf(edgeB.address, epoch)).to.equal(0n);
+    expect(await rollup.boundOf(edgeB.address, epoch)).to.equal(0n);
+
+    // Without consent, the rollup refuses a guardian's slot for B outright.
+    const tree = IdentityTree.fromEvents(
+      (await f.didRegistry.queryFilter(f.didRegistry.filters.IdentityTreeChanged())).map((e) => ({
+        index: e.args.index,
+        leaf: e.args.leaf,
+      })),
+    );
+    const batch = buildRelayBatch(RELAY_BATCH_TEST_PARAMS, {
+      epoch,
+      tree,
+      slots: [{ nodeId: nodeIdFromAddress(edgeB.address), prevBound: 0n, bills: bills.slice(1) }],
+    });
+    const proof = await proveRelayBatch(batch, artifacts);
+    expect(proof.slots[0]).to.deep.include(NO_CONSENT);
+    await expect(rollup.connect(f.guardian).submitBatch(epoch, tree.root, proof.slots, proof.proof))
+      .to.be.revertedWithCustomError(rollup, "RollupNoConsent")
+      .withArgs(0, edgeB.address);
+
+    // Once B consents, the next round settles it; once the window closes, rounds leave the epoch alone.
+    const willing = listSource(f, bills);
+    const later = newGuardian(f, path.join(root, "refuse-later"), willing, events);
+    const next = await later.runOnce();
+    expect(next.settlements.map((s) => s.slots.map((slot) => [slot.node, slot.work]))).to.deep.equal([
+      [[edgeB.address, 90n]],
+    ]);
+    await time.increaseTo(f.epochEnd + window);
+    expect((await later.runOnce()).epochs).to.deep.equal([]);
+  });
 });
 
 describe("node/guardian: collects bills over libp2p from real edge nodes' bill books", function () {
@@ -316,6 +423,11 @@ describe("node/guardian: collects bills over libp2p from real edge nodes' bill b
           operator: operator.address,
           currentEpoch: () => parameters.currentEpoch(),
           identityTree: new IdentityTreeFollower(didRegistry, f.startBlock),
+          consent: {
+            signer: operator, // registered as its own signer
+            domain: f.domain,
+            maxWorkPerBill: RELAY_BATCH_TEST_PARAMS.maxWorkPerBill,
+          },
         });
         await service.start();
         books.push({ service, db });
@@ -364,6 +476,21 @@ describe("node/guardian: collects bills over libp2p from real edge nodes' bill b
       expect(report.settlements).to.have.length(1);
       expect(await rollup.workOf(edgeA.address, epoch)).to.equal(17n);
       expect(await rollup.workOf(edgeB.address, epoch)).to.equal(10n);
+
+      // A slot the node's bills do not back, or a node that is not an edge node, is a typed refusal over the wire.
+      const key = orderKey(f.recipients[0].keyHash) < orderKey(f.recipients[1].keyHash) ? 0 : 1;
+      const slot = { prevBound: 0n, newBound: orderKey(f.recipients[key].keyHash), work: 999n };
+      for (const node of [edgeA.address, f.outsider.address]) {
+        const refusal = await source.consent(node, epoch, slot).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(refusal).to.be.instanceOf(GuardianError);
+        expect((refusal as GuardianError).code).to.equal("GUARDIAN_CONSENT_REFUSED");
+        expect((refusal as GuardianError).message).to.match(
+          node === edgeA.address ? /refused \(6\): BillService\.consent: expected work 8/ : /not an active edge node/,
+        );
+      }
     } finally {
       await prover?.close();
       for (const { service, db } of books) {

@@ -2,6 +2,7 @@ import { expect } from "chai";
 import fc from "fast-check";
 import { randomBytes } from "node:crypto";
 import { signBill, type SignedBill } from "../../sdk/bill/bill";
+import { toHex } from "../../sdk/crypto/bytes";
 import {
   generateIdentityKeyPair,
   generateOneTimePrekeys,
@@ -18,6 +19,7 @@ import {
 } from "../../sdk/wire/frame";
 import {
   BillsType,
+  CONSENT_REQUEST_BYTES,
   DELIVERY_HEADER_BYTES,
   INBOX_MAX_BATCH,
   MAX_DELIVERY_ENVELOPE_BYTES,
@@ -132,7 +134,26 @@ const billsSamples = (): BillsMessage[] => [
   { type: BillsType.COLLECT, epoch: (1n << 64n) - 1n },
   { type: BillsType.BILLS, bills: [bill], more: true },
   { type: BillsType.BILLS, bills: [], more: false },
+  ...consentSamples(),
 ];
+
+/** Consent requests and answers at every bound of their fields. */
+function consentSamples(): BillsMessage[] {
+  const top = (1n << 200n) - 1n;
+  return [
+    { type: BillsType.CONSENT_REQUEST, epoch: 0n, prevBound: 0n, newBound: 1n, work: 0n },
+    {
+      type: BillsType.CONSENT_REQUEST,
+      epoch: (1n << 64n) - 1n,
+      prevBound: top - 1n,
+      newBound: top,
+      work: (1n << 56n) - 1n,
+    },
+    { type: BillsType.CONSENT_REQUEST, epoch: 12n, prevBound: 0n, newBound: top, work: 1_042n },
+    { type: BillsType.CONSENT, consentR: "0x" + "00".repeat(32), consentVS: "0x" + "ff".repeat(32) },
+    { type: BillsType.CONSENT, consentR: "0x" + toHex(bytes(32)), consentVS: "0x" + toHex(bytes(32)) },
+  ];
+}
 
 describe("sdk/wire messages: inbox, prekeys and bills bodies", () => {
   it("round-trips every inbox message type", () => {
@@ -150,6 +171,119 @@ describe("sdk/wire messages: inbox, prekeys and bills bodies", () => {
     for (const m of billsSamples()) {
       const { type, body } = encodeBillsMessage(m);
       expect(parseBillsMessage(type, body)).to.deep.equal(m);
+    }
+  });
+
+  it("lays out CONSENT_REQUEST as epoch (8) || prevBound (32) || newBound (32) || work (8), CONSENT as r || vs", () => {
+    const request = encodeBillsMessage({
+      type: BillsType.CONSENT_REQUEST,
+      epoch: 0x0102n,
+      prevBound: 0x03n,
+      newBound: (1n << 199n) | 0x04n,
+      work: 0x0506n,
+    });
+    expect(request.type).to.equal(0x05);
+    expect(request.body.length).to.equal(CONSENT_REQUEST_BYTES);
+    const hex = toHex(request.body);
+    expect(hex.slice(0, 16)).to.equal("0000000000000102");
+    expect(hex.slice(16, 80)).to.equal("03".padStart(64, "0"));
+    expect(hex.slice(80, 144)).to.equal("000000000000008" + "0".repeat(47) + "04");
+    expect(hex.slice(144)).to.equal("0000000000000506");
+    const r = "0x" + "ab".repeat(32);
+    const vs = "0x" + "cd".repeat(32);
+    const consent = encodeBillsMessage({ type: BillsType.CONSENT, consentR: r, consentVS: vs });
+    expect(consent.type).to.equal(0x06);
+    expect(toHex(consent.body)).to.equal("ab".repeat(32) + "cd".repeat(32));
+    // Upper-case hex is taken; what parses is lower-case, the one spelling ethers gives.
+    const upper = encodeBillsMessage({
+      type: BillsType.CONSENT,
+      consentR: r.toUpperCase().replace("0X", "0x"),
+      consentVS: vs,
+    });
+    expect(parseBillsMessage(upper.type, upper.body)).to.deep.equal({
+      type: BillsType.CONSENT,
+      consentR: r,
+      consentVS: vs,
+    });
+  });
+
+  it("refuses consent requests outside the rollup's bounds, both ways, naming the field", () => {
+    const limit = 1n << 200n;
+    const request = (fields: { epoch?: bigint; prevBound: bigint; newBound: bigint; work?: bigint }) =>
+      ({ type: BillsType.CONSENT_REQUEST, epoch: 1n, work: 1n, ...fields }) as BillsMessage;
+    const raw = (epoch: bigint, prevBound: bigint, newBound: bigint, work: bigint) => {
+      const word = (v: bigint, n: number) => v.toString(16).padStart(2 * n, "0");
+      return Uint8Array.from(
+        Buffer.from(word(epoch, 8) + word(prevBound, 32) + word(newBound, 32) + word(work, 8), "hex"),
+      );
+    };
+    const cases: [Parameters<typeof request>[0], string][] = [
+      [{ prevBound: 5n, newBound: 5n }, "newBound"], // empty slot
+      [{ prevBound: 6n, newBound: 5n }, "newBound"], // backwards
+      [{ prevBound: 0n, newBound: limit }, "newBound"],
+      [{ prevBound: limit, newBound: limit + 1n }, "prevBound"],
+      [{ prevBound: 0n, newBound: 1n, work: 1n << 56n }, "work"],
+    ];
+    for (const [fields, what] of cases) {
+      expectMessageError(() => encodeBillsMessage(request(fields)), "MESSAGE_BAD_ARGUMENT", what);
+      const body = raw(fields.epoch ?? 1n, fields.prevBound, fields.newBound, fields.work ?? 1n);
+      expectMessageError(() => parseBillsMessage(BillsType.CONSENT_REQUEST, body), "MESSAGE_MALFORMED", what);
+    }
+    expectMessageError(
+      () => encodeBillsMessage(request({ epoch: 1n << 64n, prevBound: 0n, newBound: 1n })),
+      "MESSAGE_BAD_ARGUMENT",
+      "epoch",
+    );
+    expectMessageError(
+      () => encodeBillsMessage(request({ epoch: -1n, prevBound: 0n, newBound: 1n })),
+      "MESSAGE_BAD_ARGUMENT",
+      "epoch",
+    );
+    expectMessageError(
+      () => encodeBillsMessage(request({ prevBound: -1n, newBound: 1n })),
+      "MESSAGE_BAD_ARGUMENT",
+      "prevBound",
+    );
+    expectMessageError(
+      () =>
+        encodeBillsMessage({
+          type: BillsType.CONSENT_REQUEST,
+          epoch: 1n,
+          prevBound: 0n,
+          newBound: 1,
+        } as unknown as BillsMessage),
+      "MESSAGE_BAD_ARGUMENT",
+      "newBound",
+    );
+    const good = raw(1n, 0n, 1n, 1n);
+    expect(parseBillsMessage(BillsType.CONSENT_REQUEST, good)).to.deep.equal(request({ prevBound: 0n, newBound: 1n }));
+    expectMessageError(
+      () => parseBillsMessage(BillsType.CONSENT_REQUEST, good.subarray(0, 79)),
+      "MESSAGE_MALFORMED",
+      "work",
+    );
+    expectMessageError(
+      () => parseBillsMessage(BillsType.CONSENT_REQUEST, new Uint8Array([...good, 0])),
+      "MESSAGE_MALFORMED",
+      "end",
+    );
+    expectMessageError(
+      () => parseBillsMessage(BillsType.CONSENT, new Uint8Array(63)),
+      "MESSAGE_MALFORMED",
+      "consentVS",
+    );
+    expectMessageError(() => parseBillsMessage(BillsType.CONSENT, new Uint8Array(65)), "MESSAGE_MALFORMED", "end");
+    for (const bad of ["0x" + "00".repeat(31), "00".repeat(32), "0x" + "zz".repeat(32), 5]) {
+      expectMessageError(
+        () =>
+          encodeBillsMessage({
+            type: BillsType.CONSENT,
+            consentR: bad,
+            consentVS: "0x" + "00".repeat(32),
+          } as BillsMessage),
+        "MESSAGE_BAD_ARGUMENT",
+        "consentR",
+      );
     }
   });
 
@@ -235,7 +369,7 @@ describe("sdk/wire messages: inbox, prekeys and bills bodies", () => {
     const badBill = submit.body.slice();
     badBill[1] = 9; // version byte of the first bill
     expectMessageError(() => parseBillsMessage(BillsType.SUBMIT, badBill), "MESSAGE_MALFORMED", "bill 0");
-    expectMessageError(() => parseBillsMessage(5, new Uint8Array(0)), "MESSAGE_UNKNOWN_TYPE", "bills type 1..4");
+    expectMessageError(() => parseBillsMessage(7, new Uint8Array(0)), "MESSAGE_UNKNOWN_TYPE", "bills type 1..6");
     expectMessageError(() => parseBillsMessage(BillsType.COLLECT, new Uint8Array(7)), "MESSAGE_MALFORMED", "epoch");
     expectMessageError(() => parseBillsMessage(BillsType.COLLECT, new Uint8Array(9)), "MESSAGE_MALFORMED", "end");
     expectMessageError(() => parseBillsMessage(BillsType.BILLS, Uint8Array.of(2, 0)), "MESSAGE_MALFORMED", "more flag");

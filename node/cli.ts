@@ -15,8 +15,10 @@ import { readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { loadDeployment } from "../sdk/chain/deployment";
+import { loadDeployment, type Deployment } from "../sdk/chain/deployment";
 import { loadNodeKey, relayKeyPairOf } from "./host";
+import { runGuardian } from "./guardian";
+import { runWatchdog } from "./watchdog";
 import { createLogger } from "./log";
 import { startEdgeNode, type EdgeNodeConfig } from "./edge";
 
@@ -77,6 +79,35 @@ ${SETTINGS_HELP}`,
 Creates the data directory (0700) and the node key (node.key, 0600) if they do not exist, and prints the peer id to
 register (npm run operator -- register --peer-id …) and the X25519 relay public key derived from it.`,
   },
+  guardian: {
+    summary: "run a guardian: collect bills, prove batches, settle them on the rollup",
+    help: `Usage: npm run node -- guardian [--operator-key HEX] [--data-dir DIR] [--rpc URL] [--deployment FILE]
+                                  [--poll-ms N] [--devnet-account N]
+
+Runs the guardian daemon (node/guardian.ts, docs/OPERATORS.md) until SIGINT or SIGTERM: after each epoch it collects
+the edge nodes' bills over libp2p, asks each node's consent to its slot, proves the batch in a worker thread and
+submits it to the RelayRollup. Its progress is kept in DIR/guardian-state.json (default .devnet/guardian-cli).
+
+  --operator-key HEX   SEND_OPERATOR_KEY    the registered, staked guardian's key (it pays for the transactions)
+  --devnet-account N   SEND_DEVNET_ACCOUNT  with no key given, on a local chain: development account N (default 5,
+                                            the devnet's guardian with 3 edge nodes)
+  --rpc, --deployment, --data-dir, --poll-ms as for start.`,
+  },
+  watchdog: {
+    summary: "run a watchdog: probe edge nodes, post scores, flag and review",
+    help: `Usage: npm run node -- watchdog --operator-key HEX --inbox-signing-key HEX [--home-node ADDR]
+                                  [--data-dir DIR] [--rpc URL] [--deployment FILE]
+
+Runs the watchdog daemon (node/watchdog.ts, docs/OPERATORS.md) until SIGINT or SIGTERM: it probes edge nodes through
+its own inbox, posts each epoch's quality scores, flags nodes that drop probes and votes on flags it is drawn for.
+Its state is kept in DIR/watchdog-state.json (default .devnet/watchdog-cli).
+
+  --operator-key HEX        SEND_OPERATOR_KEY        the registered, staked watchdog's key
+  --inbox-signing-key HEX   SEND_INBOX_SIGNING_KEY   Ed25519 secret of the signing key in the watchdog's DID (the DID
+                                                     of its operator address; probes arrive in that DID's inbox)
+  --home-node ADDR          SEND_HOME_NODE           the edge node probes exit at (default: the DID's first home node)
+  --rpc, --deployment, --data-dir as for start.`,
+  },
   status: {
     summary: "print the /health answer of a running node",
     help: `Usage: npm run node -- status --metrics-port N [--config FILE]
@@ -89,7 +120,7 @@ const GENERAL_HELP = `Usage: npm run node -- <command> [options]
 
 Commands:
 ${Object.entries(COMMANDS)
-  .map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`)
+  .map(([name, c]) => `  ${name.padEnd(9)} ${c.summary}`)
   .join("\n")}
 
 \`npm run node -- <command> --help\` describes each command and its options.`;
@@ -107,6 +138,9 @@ const OPTIONS = {
   "metrics-port": { type: "string" },
   "poll-ms": { type: "string" },
   "devnet-node": { type: "string" },
+  "devnet-account": { type: "string" },
+  "inbox-signing-key": { type: "string" },
+  "home-node": { type: "string" },
   "stop-on-stdin-end": { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -239,16 +273,21 @@ function dataDirOf(s: NodeSettings): string {
   return s.dataDir ?? path.join(".devnet", `edge-${s.devnetNode ?? DEVNET_DEFAULTS.devnetNode}`);
 }
 
-/** Turns settings into the configuration of `startEdgeNode`, checking the chain for the devnet keys. */
-export async function toEdgeConfig(s: NodeSettings): Promise<EdgeNodeConfig> {
-  const rpcUrl = s.rpcUrl ?? DEVNET_DEFAULTS.rpcUrl;
-  const deploymentFile = s.deployment ?? DEVNET_DEFAULTS.deployment;
-  let deployment;
+/** The JSON-RPC endpoint and the deployment the settings name (devnet defaults), the file read and checked. */
+function chainOf(s: NodeSettings): { rpcUrl: string; deployment: Deployment } {
   try {
-    deployment = loadDeployment(deploymentFile);
+    return {
+      rpcUrl: s.rpcUrl ?? DEVNET_DEFAULTS.rpcUrl,
+      deployment: loadDeployment(s.deployment ?? DEVNET_DEFAULTS.deployment),
+    };
   } catch (error) {
     throw new UsageError(`--deployment: ${(error as Error).message}`);
   }
+}
+
+/** Turns settings into the configuration of `startEdgeNode`, checking the chain for the devnet keys. */
+export async function toEdgeConfig(s: NodeSettings): Promise<EdgeNodeConfig> {
+  const { rpcUrl, deployment } = chainOf(s);
   const n = s.devnetNode ?? DEVNET_DEFAULTS.devnetNode;
   let { operatorKey, signerKey } = s;
   if (usesDevnetKeys(s)) {
@@ -350,6 +389,72 @@ async function status(settings: NodeSettings): Promise<number> {
   }
 }
 
+/** What the guardian and watchdog commands take beyond the common settings. */
+interface DaemonSettings {
+  devnetAccount?: number;
+  inboxSigningKey?: string;
+  homeNode?: string;
+}
+
+/** The devnet's guardian with the default three edge nodes: accounts 1-3 edges, 4 watchdog-1, 5 the guardian. */
+const DEVNET_GUARDIAN_ACCOUNT = 5;
+const HEX_KEY = /^0x[0-9a-fA-F]{64}$/;
+
+/** Runs the guardian or watchdog daemon until SIGINT or SIGTERM. */
+async function runDaemon(kind: "guardian" | "watchdog", s: NodeSettings, d: DaemonSettings): Promise<number> {
+  const { rpcUrl, deployment } = chainOf(s);
+  let key = s.operatorKey;
+  if (key === undefined && kind === "guardian") {
+    if (BigInt(deployment.chainId) !== LOCAL_CHAIN_ID) {
+      throw new UsageError(`chain ${deployment.chainId} is not a local Hardhat chain: give --operator-key`);
+    }
+    const account = d.devnetAccount ?? DEVNET_GUARDIAN_ACCOUNT;
+    key = HDNodeWallet.fromPhrase(DEV_MNEMONIC, undefined, `m/44'/60'/0'/0/${account}`).privateKey;
+  }
+  if (key === undefined || !HEX_KEY.test(key)) {
+    throw new UsageError("--operator-key: expected the daemon operator's private key, 0x and 64 hex digits");
+  }
+  const dataDir = s.dataDir ?? path.join(".devnet", `${kind}-cli`);
+  const logger = createLogger(kind);
+  let stop: () => Promise<void>;
+  let address: string;
+  if (kind === "guardian") {
+    const daemon = await runGuardian({
+      dataDir,
+      rpcUrl,
+      deployment,
+      guardianKey: key,
+      pollIntervalMs: s.pollMs,
+      logger,
+    });
+    ({ address } = daemon);
+    stop = () => daemon.stop();
+  } else {
+    if (d.inboxSigningKey === undefined || !HEX_KEY.test(d.inboxSigningKey)) {
+      throw new UsageError("--inbox-signing-key: expected the DID's Ed25519 signing secret, 0x and 64 hex digits");
+    }
+    const daemon = await runWatchdog({
+      dataDir,
+      rpcUrl,
+      deployment,
+      watchdogKey: key,
+      inboxSigningKey: d.inboxSigningKey,
+      homeNode: d.homeNode,
+      logger,
+    });
+    ({ address } = daemon);
+    stop = () => daemon.stop();
+  }
+  process.stdout.write(JSON.stringify({ event: "started", role: kind, address, dataDir }) + "\n");
+  await new Promise<void>((resolve) => {
+    process.once("SIGINT", () => resolve());
+    process.once("SIGTERM", () => resolve());
+  });
+  await stop();
+  process.stdout.write(JSON.stringify({ event: "stopped", role: kind, address }) + "\n");
+  return 0;
+}
+
 /** Runs the command line `argv` (without node and script); returns the exit code. */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const first = argv[0];
@@ -373,6 +478,19 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     const settings = resolveSettings(values, env);
     if (command === "init") return await init(settings);
     if (command === "status") return await status(settings);
+    if (command === "guardian" || command === "watchdog") {
+      const daemon: DaemonSettings = {
+        devnetAccount: integer(
+          (values["devnet-account"] as string | undefined) ?? env.SEND_DEVNET_ACCOUNT,
+          "--devnet-account",
+          1,
+          99,
+        ),
+        inboxSigningKey: (values["inbox-signing-key"] as string | undefined) ?? env.SEND_INBOX_SIGNING_KEY,
+        homeNode: (values["home-node"] as string | undefined) ?? env.SEND_HOME_NODE,
+      };
+      return await runDaemon(command, settings, daemon);
+    }
     return await start(settings, values["stop-on-stdin-end"] === true);
   } catch (error) {
     if (error instanceof UsageError || (error as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {

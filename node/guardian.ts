@@ -168,6 +168,7 @@ export class Libp2pBillSource implements BillSource {
     const timeout = AbortSignal.timeout(this.init.timeoutMs ?? CONSENT_TIMEOUT_MS);
     const combined = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
     const stream = await this.dial(info, combined);
+    const stopWaiting = abortOnSignal(stream, combined);
     try {
       const { type, body } = encodeBillsMessage({ type: BillsType.CONSENT_REQUEST, epoch, ...pickSlot(slot) });
       if (!stream.send(encodeFrame(type, body, BILLS_MAX_FRAME_BYTES))) await stream.onDrain({ signal: combined });
@@ -197,7 +198,10 @@ export class Libp2pBillSource implements BillSource {
       throw new GuardianError("GUARDIAN_CONSENT_REFUSED", `${where}: ${operator} closed the stream without answering`);
     } catch (error) {
       stream.abort(error as Error);
+      combined.throwIfAborted(); // a read cut short by the timeout ends as the timeout, not as a stream error
       throw error;
+    } finally {
+      stopWaiting();
     }
   }
 
@@ -222,6 +226,8 @@ export class Libp2pBillSource implements BillSource {
     const timeout = AbortSignal.timeout(this.init.timeoutMs ?? COLLECT_TIMEOUT_MS);
     const combined = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
     const stream = await this.dial(node, combined);
+    const stopWaiting = abortOnSignal(stream, combined);
+    const nodeId = nodeIdFromAddress(getAddress(node.operator));
     const bills: SignedBill[] = [];
     try {
       const { type, body } = encodeBillsMessage({ type: BillsType.COLLECT, epoch });
@@ -245,7 +251,8 @@ export class Libp2pBillSource implements BillSource {
               `Libp2pBillSource: expected BILLS from ${node.operator}, got type ${message.type}`,
             );
           }
-          bills.push(...message.bills);
+          // Only the answering node's own bills: another node's would let any node build (and so spoil) its slots.
+          bills.push(...message.bills.filter((bill) => bill.bill.nodeId === nodeId));
           if (!message.more) break read;
           if (++pages >= MAX_COLLECT_PAGES) {
             throw new GuardianError(
@@ -258,10 +265,23 @@ export class Libp2pBillSource implements BillSource {
       await stream.close({ signal: combined });
     } catch (error) {
       stream.abort(error as Error);
+      combined.throwIfAborted();
       throw error;
+    } finally {
+      stopWaiting();
     }
     return bills;
   }
+}
+
+/**
+ * Aborts `stream` when `signal` fires: a libp2p read (`for await`) only sees the signal when a chunk arrives, so a node
+ * that never answers would hold the guardian's round forever. Returns the function that stops listening.
+ */
+function abortOnSignal(stream: { abort(error: Error): void }, signal: AbortSignal): () => void {
+  const onAbort = () => stream.abort(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)));
+  signal.addEventListener("abort", onAbort, { once: true });
+  return () => signal.removeEventListener("abort", onAbort);
 }
 
 /** The contracts a guardian reads and writes; `rollup` must be connected to the guardian's signer. */

@@ -60,6 +60,18 @@ export const PREKEY_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX prekey_nonces_by_expiry ON prekey_nonces (expires_at);
     `,
   },
+  {
+    // One-time prekeys already handed out, so a re-published batch (its PUBLISHED answer lost, say) cannot bring one
+    // back: a one-time prekey is used at most once, whatever the client sends. Cleared with a new identity.
+    id: "prekeys/2-handed-out",
+    up: `
+      CREATE TABLE prekey_handed_out (
+        recipient  BLOB NOT NULL,
+        public_key BLOB NOT NULL,
+        PRIMARY KEY (recipient, public_key)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 /** The part of a libp2p node the service uses. */
@@ -188,7 +200,10 @@ export class PrekeyService {
         equal(u8(old.identity_dh), message.identity.dh) &&
         equal(u8(old.identity_sign), message.identity.signing);
       // A new identity invalidates every one-time prekey published under the old one.
-      if (old !== undefined && !sameIdentity) sqlite.prepare("DELETE FROM prekey_one_time WHERE recipient = ?").run(id);
+      if (old !== undefined && !sameIdentity) {
+        sqlite.prepare("DELETE FROM prekey_one_time WHERE recipient = ?").run(id);
+        sqlite.prepare("DELETE FROM prekey_handed_out WHERE recipient = ?").run(id);
+      }
       sqlite
         .prepare(
           `INSERT INTO prekey_identities
@@ -211,10 +226,16 @@ export class PrekeyService {
         .prepare<[Buffer], number>("SELECT count(*) FROM prekey_one_time WHERE recipient = ?")
         .pluck()
         .get(id) as number;
-      const fresh = message.oneTimePrekeys.filter(
-        (p) =>
-          sqlite.prepare("SELECT 1 FROM prekey_one_time WHERE recipient = ? AND id = ?").get(id, p.id) === undefined,
-      );
+      const seenIds = new Set<number>();
+      const fresh = message.oneTimePrekeys.filter((p) => {
+        if (seenIds.has(p.id)) return false; // a repeated id within one publication: the first one counts
+        seenIds.add(p.id);
+        const held = sqlite.prepare("SELECT 1 FROM prekey_one_time WHERE recipient = ? AND id = ?").get(id, p.id);
+        const used = sqlite
+          .prepare("SELECT 1 FROM prekey_handed_out WHERE recipient = ? AND public_key = ?")
+          .get(id, Buffer.from(p.publicKey));
+        return held === undefined && used === undefined;
+      });
       if (held + fresh.length > MAX_ONE_TIME_PREKEYS_HELD) {
         throw new RequestRefused(
           WireErrorCode.QUOTA_EXCEEDED,
@@ -244,6 +265,9 @@ export class PrekeyService {
         .get(id);
       if (oneTime === undefined) return { identity, signedPrekey };
       sqlite.prepare("DELETE FROM prekey_one_time WHERE recipient = ? AND id = ?").run(id, oneTime.id);
+      sqlite
+        .prepare("INSERT OR IGNORE INTO prekey_handed_out (recipient, public_key) VALUES (?, ?)")
+        .run(id, oneTime.public_key);
       return { identity, signedPrekey, oneTimePrekey: { id: oneTime.id, publicKey: u8(oneTime.public_key) } };
     });
   }

@@ -1,12 +1,12 @@
 /**
  * The edge node's half of the layered-packet relay (`/sending/relay/1.0.0`): each inbound stream carries frames of
  * type RELAY_PACKET_TYPE, one PACKET_BYTES packet each (sdk/wire/frame.ts, sdk/wire/onion.ts). The relay peels one
- * layer with its X25519 relay key and either forwards the inner packet to the next hop (a fresh stream to that
- * peer, whose addresses come from `resolvePeer`: the live map node/discovery.ts keeps from the NodeRegistry, or a
- * static `peers` map in tests) or, at the exit, hands the payload to `onDeliver` (node/edge.ts parses it with
- * `parseDelivery` and gives it to the inbox). A frame or packet it cannot use is answered with an error frame (type 0xFF) on the same stream; a
- * successful packet gets no answer. After a framing error the stream is out of sync: the relay answers, closes it
- * and keeps serving other streams.
+ * layer with its X25519 relay key and either forwards the inner packet to the next hop, on the one long-lived stream
+ * (the lane) it keeps to that peer, whose addresses come from `resolvePeer` (the live map node/discovery.ts keeps from
+ * the NodeRegistry, or a static `peers` map in tests), or, at the exit, hands the payload to `onDeliver` (node/edge.ts
+ * parses it with `parseDelivery` and gives it to the inbox). A frame or packet it cannot use is answered with an error
+ * frame (type 0xFF) on the same stream; a successful packet gets no answer. After a framing error the stream is out of
+ * sync: the relay answers, closes it and keeps serving other streams.
  *
  * A plain class with start/stop rather than the js-libp2p service factory (`edgeRelay(init) => (components) => …`):
  * a service's components (registrar, connection manager, peer store) are typed in @libp2p/interface-internal, which
@@ -59,6 +59,8 @@ export const MAX_PIPELINED_FORWARDS = 16;
 export const RELAY_MAX_STREAMS = 256;
 /** Forwards in flight towards one next hop: well below RELAY_MAX_STREAMS, so the next hop never resets one. */
 export const MAX_FORWARDS_PER_PEER = 32;
+/** How long `stop()` waits for a lane's queued frames to drain before resetting it. */
+export const LANE_CLOSE_TIMEOUT_MS = 2_000;
 /** Hop records kept for inspection (tests, metrics): the newest 1,024. */
 export const MAX_HOP_RECORDS = 1_024;
 
@@ -152,6 +154,7 @@ export class EdgeRelay {
   private readonly gates = new Map<string, { active: number; waiting: (() => void)[] }>(); // next hop → forward slots
   private readonly lanes = new Map<string, Lane>(); // next hop → its open outbound stream
   private readonly openingLanes = new Map<string, Promise<Lane>>();
+  private readonly inbound = new Set<Stream>(); // streams previous hops (and senders) keep open to this node
 
   constructor(host: RelayHost, init: EdgeRelayInit) {
     if (!(init.relayPrivateKey instanceof Uint8Array) || init.relayPrivateKey.length !== 32) {
@@ -198,12 +201,19 @@ export class EdgeRelay {
     this.started = false;
     this.controller.abort(new EdgeRelayError("EdgeRelay: stopped"));
     await this.host.unhandle(RELAY_PROTOCOL);
+    // A stopped relay peels nothing more: inbound streams (lanes of previous hops included) are reset.
+    for (const stream of this.inbound) stream.abort(new EdgeRelayError("EdgeRelay: stopped"));
+    this.inbound.clear();
+    await Promise.allSettled([...this.openingLanes.values()]);
     const lanes = [...this.lanes.values()];
     this.lanes.clear();
     await Promise.all(
       lanes.map((lane) => {
         lane.closed = true;
-        return lane.stream.close().catch((error: Error) => lane.stream.abort(error));
+        // Bounded: a next hop that stopped reading must not hold the shutdown.
+        return lane.stream
+          .close({ signal: AbortSignal.timeout(LANE_CLOSE_TIMEOUT_MS) })
+          .catch((error: Error) => lane.stream.abort(error));
       }),
     );
   }
@@ -212,6 +222,7 @@ export class EdgeRelay {
     const from = connection.remotePeer.toString();
     const decoder = new FrameDecoder(RELAY_MAX_FRAME_BYTES);
     const inFlight = new Set<Promise<void>>();
+    this.inbound.add(stream);
     try {
       for await (const chunk of stream) {
         let frames: Frame[];
@@ -251,6 +262,8 @@ export class EdgeRelay {
     } catch (error) {
       this.log.debug("relay stream failed", { from, error });
       stream.abort(error as Error);
+    } finally {
+      this.inbound.delete(stream);
     }
   }
 
@@ -331,7 +344,6 @@ export class EdgeRelay {
     }
   }
 
-  /** Sends the peeled packet to the next hop on a fresh stream and reads until that hop closes it. */
   /**
    * Sends `packet` to the next hop on the lane (one long-lived stream) to it, opening the lane if there is none; a lane
    * that fails is dropped and the packet tried once more on a fresh one. A forward is done once its frame is written:
@@ -392,6 +404,11 @@ export class EdgeRelay {
       if ((error as Error).name !== "ConnectionClosedError") throw error;
       await this.host.hangUp(next.peerId, { signal }).catch(() => undefined);
       stream = await this.host.dialProtocol(next.peerId, RELAY_PROTOCOL, { signal });
+    }
+    if (signal.aborted || !this.started) {
+      // Stopped while dialling: do not leave a lane behind.
+      stream.abort(new EdgeRelayError("EdgeRelay: stopped"));
+      throw new EdgeRelayError("EdgeRelay: stopped");
     }
     const key = next.peerId.toString();
     const lane: Lane = { stream, closed: false };

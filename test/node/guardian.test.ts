@@ -503,6 +503,59 @@ describe("node/guardian: collects bills over libp2p from real edge nodes' bill b
   });
 });
 
+describe("node/guardian: a hostile edge node cannot stall or spoil collection", function () {
+  this.timeout(60_000);
+
+  it("keeps only the answering node's own bills, and gives up on a node that never answers consent", async () => {
+    const f = await loadFixture(guardianFixture);
+    const { edgeA, edgeB, billFor, epoch } = f;
+    const root = await mkdtemp(path.join(tmpdir(), "sending-guardian-hostile-"));
+    const hosts: EdgeHost[] = [];
+    try {
+      // Node B's host answers COLLECT with a bill of its own and one naming node A (from a DID it controls, say),
+      // and never answers a CONSENT_REQUEST.
+      const hostile = await createEdgeHost({ dataDir: path.join(root, "hostile") });
+      hosts.push(hostile);
+      await hostile.libp2p.handle(BILLS_PROTOCOL, async (stream) => {
+        const decoder = new FrameDecoder(BILLS_MAX_FRAME_BYTES);
+        for await (const chunk of stream) {
+          for (const frame of decoder.push(chunk)) {
+            if (parseBillsMessage(frame.type, frame.body).type !== BillsType.COLLECT) continue; // consent: silence
+            const bills = [billFor(2, edgeB.address, 5n), billFor(3, edgeA.address, 1_000n)];
+            const { type, body } = encodeBillsMessage({ type: BillsType.BILLS, bills, more: false });
+            stream.send(encodeFrame(type, body, BILLS_MAX_FRAME_BYTES));
+            await stream.close();
+          }
+        }
+      });
+      const info = {
+        operator: edgeB.address,
+        peerId: hostile.libp2p.peerId.toString(),
+        multiaddrs: hostile.libp2p.getMultiaddrs().map((a) => a.toString()),
+        relayPublicKey: hostile.relayPublicKey,
+        active: true,
+      };
+      const collector = await createEdgeHost({ dataDir: path.join(root, "guardian") });
+      hosts.push(collector);
+      const source = new Libp2pBillSource({ host: collector.libp2p, listNodes: async () => [info], timeoutMs: 500 });
+
+      const collected = await source.collect(epoch);
+      expect(collected.map((b) => b.bill.nodeId)).to.deep.equal([nodeIdFromAddress(edgeB.address)]);
+
+      const started = Date.now();
+      const refusal = await source.consent(edgeB.address, epoch, { prevBound: 0n, newBound: 1n, work: 5n }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(refusal).to.be.instanceOf(Error);
+      expect(Date.now() - started).to.be.lessThan(5_000); // the 500 ms timeout ends the wait, not the node
+    } finally {
+      await Promise.all(hosts.map((h) => h.stop()));
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("node/prover: proofs in a worker thread", function () {
   this.timeout(60_000);
 

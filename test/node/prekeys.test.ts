@@ -181,6 +181,30 @@ describe("node/prekeys: the home node's prekey store, against DIDs on the real c
     expect(service.oneTimePrekeysHeld(alice.address)).to.equal(0);
   });
 
+  it("never hands a one-time prekey out twice, even when the client publishes it again", async () => {
+    const batch = generateOneTimePrekeys(300, 2);
+    await send([publication(alice, batch)]);
+    const [first] = await send([{ type: PrekeysType.FETCH_BUNDLE, recipientId: alice.recipientId }]);
+    const taken = parsePrekeysMessage(first.type, first.body);
+    if (taken.type !== PrekeysType.BUNDLE) expect.fail("expected a bundle");
+    expect(taken.bundle.oneTimePrekey?.id).to.equal(300);
+    // The same batch again (say the client never saw PUBLISHED): the handed-out key does not come back.
+    const [again] = await send([publication(alice, batch)]);
+    expect(parsePrekeysMessage(again.type, again.body)).to.deep.equal({
+      type: PrekeysType.PUBLISHED,
+      oneTimePrekeysHeld: 1,
+    });
+    const rest = await Promise.all(
+      [1, 2].map(() => send([{ type: PrekeysType.FETCH_BUNDLE, recipientId: alice.recipientId }])),
+    );
+    const ids = rest.map(([frame]) => {
+      const message = parsePrekeysMessage(frame.type, frame.body);
+      if (message.type !== PrekeysType.BUNDLE) expect.fail("expected a bundle");
+      return message.bundle.oneTimePrekey?.id;
+    });
+    expect(ids.filter((id) => id !== undefined)).to.deep.equal([301]);
+  });
+
   it("answers NOT_FOUND for a recipient that published nothing", async () => {
     const [answer] = await send([{ type: PrekeysType.FETCH_BUNDLE, recipientId: bob.recipientId }]);
     expect(errorCode(answer)).to.equal(WireErrorCode.NOT_FOUND);

@@ -107,13 +107,15 @@ export type InboxErrorCode =
   | "INBOX_NOT_HOME_NODE" // this node does not hold the recipient's inbox
   | "INBOX_QUOTA_EXCEEDED" // the recipient's inbox is full
   | "INBOX_BAD_ARGUMENT" // a delivery or recipient outside the format
-  | "INBOX_NOT_STARTED"; // accept() before start() or after stop()
+  | "INBOX_NOT_STARTED" // accept() before start() or after stop()
+  | "INBOX_ID_CONFLICT"; // a message id the inbox holds, with another envelope
 
 const WIRE_CODE_OF: Readonly<Record<InboxErrorCode, WireErrorCode>> = {
   INBOX_NOT_HOME_NODE: WireErrorCode.NOT_FOUND,
   INBOX_QUOTA_EXCEEDED: WireErrorCode.QUOTA_EXCEEDED,
   INBOX_BAD_ARGUMENT: WireErrorCode.MALFORMED,
   INBOX_NOT_STARTED: WireErrorCode.INTERNAL,
+  INBOX_ID_CONFLICT: WireErrorCode.MALFORMED,
 };
 
 /** A refusal of the inbox; `wireCode` is the error answer the exit should pass back. */
@@ -520,7 +522,7 @@ export class InboxService {
   ): Promise<Omit<AcceptResult, "replicated">> {
     const now = this.now();
     const existing = this.store.find(recipientId, delivery.messageId, now);
-    if (existing !== undefined) return answerOf(existing, true);
+    if (existing !== undefined) return this.duplicateOf(where, existing, delivery.envelope);
     const usage = this.store.usage(recipientId, now);
     if (usage.count + 1 > this.quota.maxMessages || usage.bytes + delivery.envelope.length > this.quota.maxBytes) {
       throw this.quotaError(where, usage);
@@ -546,10 +548,21 @@ export class InboxService {
     // The clock may have moved while signing; the transaction re-checks duplicates and the quota at `now`.
     const outcome = this.store.insert(row, this.quota, this.now());
     if (outcome.outcome === "quota") throw this.quotaError(where, outcome);
-    if (outcome.outcome === "duplicate") return answerOf(outcome.row, true);
+    if (outcome.outcome === "duplicate") return this.duplicateOf(where, outcome.row, delivery.envelope);
     this.log.debug("message stored", { recipient: recipientId, messageId: delivery.messageId });
     this.push(row);
     return answerOf(row, false);
+  }
+
+  /**
+   * A replica or retry of a held message gets the held message's answer; the same id with another envelope is refused:
+   * it would otherwise get the held envelope's store promise back while its own envelope is dropped.
+   */
+  private duplicateOf(where: string, held: StoredRow, envelope: Uint8Array): Omit<AcceptResult, "replicated"> {
+    if (!equalBytes(held.envelope, envelope)) {
+      throw new InboxError("INBOX_ID_CONFLICT", `${where}: message id already held with another envelope`);
+    }
+    return answerOf(held, true);
   }
 
   private quotaError(where: string, usage: { count: number; bytes: number }): InboxError {

@@ -342,10 +342,18 @@ describe("node/inbox: the persistent offline inbox on real libp2p hosts, chain a
     const first = await services.a.accept(alice.address, d);
     await first.replicated;
     const before = services.a.store.totalMessages();
-    const again = await services.a.accept(alice.address, { ...d, envelope: envelopeOf(100) });
+    const again = await services.a.accept(alice.address, { ...d, envelope: d.envelope.slice() });
     expect(again.duplicate).to.equal(true);
     expect(again.promiseSignature).to.deep.equal(first.promiseSignature);
     expect(await again.replicated).to.deep.equal([]);
+    expect(services.a.store.totalMessages()).to.equal(before);
+    // The same id with another envelope is refused, not answered with the held envelope's promise.
+    const conflict = await services.a.accept(alice.address, { ...d, envelope: envelopeOf(101) }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(conflict).to.be.instanceOf(InboxError);
+    expect((conflict as InboxError).code).to.equal("INBOX_ID_CONFLICT");
     expect(services.a.store.totalMessages()).to.equal(before);
     await ackAll(hosts.a);
     await ackAll(hosts.b);

@@ -59,6 +59,8 @@ export const MAX_PIPELINED_FORWARDS = 16;
 export const RELAY_MAX_STREAMS = 256;
 /** Forwards in flight towards one next hop: well below RELAY_MAX_STREAMS, so the next hop never resets one. */
 export const MAX_FORWARDS_PER_PEER = 32;
+/** After a next hop fails to answer a dial, packets for it fail at once for this long (5 s) before it is tried again. */
+export const NEXT_HOP_BACKOFF_MS = 5_000;
 /** How long `stop()` waits for a lane's queued frames to drain before resetting it. */
 export const LANE_CLOSE_TIMEOUT_MS = 2_000;
 /** Hop records kept for inspection (tests, metrics): the newest 1,024. */
@@ -155,6 +157,7 @@ export class EdgeRelay {
   private readonly lanes = new Map<string, Lane>(); // next hop → its open outbound stream
   private readonly openingLanes = new Map<string, Promise<Lane>>();
   private readonly inbound = new Set<Stream>(); // streams previous hops (and senders) keep open to this node
+  private readonly unreachableUntil = new Map<string, number>(); // next hop → end of its backoff after a failed dial
 
   constructor(host: RelayHost, init: EdgeRelayInit) {
     if (!(init.relayPrivateKey instanceof Uint8Array) || init.relayPrivateKey.length !== 32) {
@@ -355,6 +358,13 @@ export class EdgeRelay {
       AbortSignal.timeout(this.init.forwardTimeoutMs ?? FORWARD_TIMEOUT_MS),
     ]);
     const key = next.peerId.toString();
+    const backoff = this.unreachableUntil.get(key);
+    if (backoff !== undefined) {
+      // A next hop that just failed to answer a dial is not dialled again for a while: packets for it fail at once
+      // instead of holding the previous hop's lane (whose other packets wait behind them) for a dial timeout each.
+      if (Date.now() < backoff) return { code: WireErrorCode.INTERNAL, message: "relay: next hop unreachable" };
+      this.unreachableUntil.delete(key);
+    }
     try {
       await this.acquire(key, signal);
     } catch {
@@ -371,6 +381,9 @@ export class EdgeRelay {
         } catch (error) {
           if (lane !== undefined) this.dropLane(key, lane, error as Error);
           if (attempt >= 1 || signal.aborted) {
+            if (lane === undefined && !this.controller.signal.aborted) {
+              this.unreachableUntil.set(key, Date.now() + NEXT_HOP_BACKOFF_MS);
+            }
             this.log.warn("forward failed", { peer: key, error });
             return { code: WireErrorCode.INTERNAL, message: "relay: next hop unreachable" };
           }

@@ -6,6 +6,7 @@ import path from "node:path";
 import type { Stream } from "@libp2p/interface" with { "resolution-mode": "import" };
 import type { Multiaddr } from "@multiformats/multiaddr" with { "resolution-mode": "import" };
 import { writeFile } from "node:fs/promises";
+import { createServer, type AddressInfo } from "node:net";
 import { DEVNET_KEY_FILE, ListenAddressError, NODE_KEY_FILE, createEdgeHost, type EdgeHost } from "../../node/host";
 import { generateNodeKey, relayPublicKeyOfPeer } from "../../sdk/net/peerId";
 import {
@@ -141,6 +142,52 @@ describe("node/relay: the layered-packet relay on real libp2p hosts", function (
     } finally {
       await wsExit.stop();
       await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it("backs off a next hop that does not answer its dial: later packets for it fail without a new dial", async () => {
+    // A TCP server that accepts and hangs up at once: a "node" whose handshake always fails. It counts the dials.
+    let connections = 0;
+    const server = createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as AddressInfo).port;
+    const dead = generateNodeKey().peerId;
+    const { multiaddr } = await import("@multiformats/multiaddr");
+    const { peerIdFromString } = await import("@libp2p/peer-id");
+    const relayDir = await mkdtemp(path.join(tmpdir(), "sending-backoff-"));
+    const peers = new Map<string, Multiaddr[]>([[dead, [multiaddr(`/ip4/127.0.0.1/tcp/${port}`)]]]);
+    const relay = await createEdgeHost({ dataDir: relayDir, relay: { peers } });
+    try {
+      await sender.libp2p.peerStore.merge(relay.libp2p.peerId, { multiaddrs: relay.libp2p.getMultiaddrs() });
+      const toDead = () =>
+        encodeFrame(
+          RELAY_PACKET_TYPE,
+          wrapPacket(
+            [
+              hopOf(relay),
+              { peerId: peerIdFromString(dead).toMultihash().bytes, relayPublicKey: relayPublicKeyOfPeer(dead) },
+            ],
+            RECIPIENT,
+            MESSAGE,
+          ),
+          RELAY_MAX_FRAME_BYTES,
+        );
+      const first = await exchange(sender, relay, [toDead()]);
+      expect(first.map((a) => [a.code, a.message])).to.deep.equal([
+        [WireErrorCode.INTERNAL, "relay: next hop unreachable"],
+      ]);
+      const dials = connections;
+      expect(dials).to.be.greaterThan(0);
+      const later = await exchange(sender, relay, [toDead(), toDead()]);
+      expect(later.map((a) => a.code)).to.deep.equal([WireErrorCode.INTERNAL, WireErrorCode.INTERNAL]);
+      expect(connections).to.equal(dials); // within NEXT_HOP_BACKOFF_MS: no new dial
+    } finally {
+      await relay.stop();
+      server.close();
+      await rm(relayDir, { recursive: true, force: true });
     }
   });
 

@@ -31,7 +31,6 @@ import { messageHash, signStorePromise } from "../sdk/chain/slashing";
 import {
   ERROR_FRAME_TYPE,
   FrameDecoder,
-  FrameError,
   INBOX_MAX_FRAME_BYTES,
   INBOX_PROTOCOL,
   WireErrorCode,
@@ -63,6 +62,7 @@ import {
 import { MAX_PAYLOAD_BYTES } from "../sdk/wire/onion";
 import type { NodeDatabase } from "./db";
 import { recipientFromId, recipientIdOf, type RecipientDirectory } from "./directory";
+import { framingRefusal } from "./serve";
 import { createLogger, type Logger } from "./log";
 
 /** Per-recipient limits of what a home node holds. */
@@ -658,9 +658,7 @@ export class InboxService {
         try {
           frames = decoder.push(chunk);
         } catch (error) {
-          if (!(error instanceof FrameError)) throw error;
-          const code = error.code === "FRAME_TOO_LARGE" ? WireErrorCode.TOO_LARGE : WireErrorCode.MALFORMED;
-          await writer.write(encodeErrorFrame({ code, message: error.message }, INBOX_MAX_FRAME_BYTES));
+          await writer.write(encodeErrorFrame(framingRefusal(error), INBOX_MAX_FRAME_BYTES));
           await stream.close();
           await stream.closeRead();
           return;
@@ -674,10 +672,7 @@ export class InboxService {
       try {
         decoder.end();
       } catch (error) {
-        if (!(error instanceof FrameError)) throw error;
-        await writer.write(
-          encodeErrorFrame({ code: WireErrorCode.MALFORMED, message: error.message }, INBOX_MAX_FRAME_BYTES),
-        );
+        await writer.write(encodeErrorFrame(framingRefusal(error), INBOX_MAX_FRAME_BYTES));
       }
       this.endSubscription(state.subscription);
       await writer.flushed();

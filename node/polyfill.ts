@@ -6,26 +6,7 @@
  *   defined"); the `ws` package's client implements the same interface (the transport already uses `ws` to listen).
  */
 import { WebSocket as WsWebSocket } from "ws";
-
-interface Resolvers<T> {
-  promise: Promise<T>;
-  resolve: (value: T | PromiseLike<T>) => void;
-  reject: (reason?: unknown) => void;
-}
-
-const promiseConstructor = Promise as unknown as { withResolvers?: <T>() => Resolvers<T> };
-
-if (typeof promiseConstructor.withResolvers !== "function") {
-  promiseConstructor.withResolvers = <T>(): Resolvers<T> => {
-    let resolve!: (value: T | PromiseLike<T>) => void;
-    let reject!: (reason?: unknown) => void;
-    const promise = new Promise<T>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    return { promise, resolve, reject };
-  };
-}
+import "../sdk/net/polyfill"; // Promise.withResolvers, shared with the SDK's client host
 
 const globals = globalThis as unknown as { WebSocket?: unknown };
 if (globals.WebSocket === undefined) globals.WebSocket = WsWebSocket;

@@ -22,11 +22,11 @@ import type { Connection, Libp2p, PeerId, Stream } from "@libp2p/interface" with
 };
 import type { Multiaddr } from "@multiformats/multiaddr" with { "resolution-mode": "import" };
 import { ED25519_PEER_ID_BYTES, peerIdFromEd25519PublicKey } from "../sdk/net/peerId";
+import { framingRefusal } from "./serve";
 import { createLogger, type Logger } from "./log";
 import {
   ERROR_FRAME_TYPE,
   FrameDecoder,
-  FrameError,
   RELAY_MAX_FRAME_BYTES,
   RELAY_PACKET_TYPE,
   RELAY_PROTOCOL,
@@ -232,11 +232,10 @@ export class EdgeRelay {
         try {
           frames = decoder.push(chunk);
         } catch (error) {
-          if (!(error instanceof FrameError)) throw error;
-          const code = error.code === "FRAME_TOO_LARGE" ? WireErrorCode.TOO_LARGE : WireErrorCode.MALFORMED;
-          this.init.onOutcome?.({ kind: "refused", code });
+          const refusal = framingRefusal(error);
+          this.init.onOutcome?.({ kind: "refused", code: refusal.code });
           await Promise.allSettled(inFlight);
-          await this.answer(stream, { code, message: error.message });
+          await this.answer(stream, refusal);
           await stream.close();
           await stream.closeRead();
           return;
@@ -257,9 +256,9 @@ export class EdgeRelay {
       try {
         decoder.end();
       } catch (error) {
-        if (!(error instanceof FrameError)) throw error;
-        this.init.onOutcome?.({ kind: "refused", code: WireErrorCode.MALFORMED });
-        await this.answer(stream, { code: WireErrorCode.MALFORMED, message: error.message });
+        const refusal = framingRefusal(error);
+        this.init.onOutcome?.({ kind: "refused", code: refusal.code });
+        await this.answer(stream, refusal);
       }
       await stream.close();
     } catch (error) {

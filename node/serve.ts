@@ -74,9 +74,7 @@ export async function serveFrames(
       try {
         frames = decoder.push(chunk);
       } catch (error) {
-        if (!(error instanceof FrameError)) throw error;
-        const code = error.code === "FRAME_TOO_LARGE" ? WireErrorCode.TOO_LARGE : WireErrorCode.MALFORMED;
-        await answer({ code, message: error.message });
+        await answer(framingRefusal(error));
         await stream.close();
         await stream.closeRead();
         return;
@@ -103,8 +101,7 @@ export async function serveFrames(
     try {
       decoder.end();
     } catch (error) {
-      if (!(error instanceof FrameError)) throw error;
-      await answer({ code: WireErrorCode.MALFORMED, message: error.message });
+      await answer(framingRefusal(error));
     }
     await stream.close();
   } catch (error) {
@@ -132,4 +129,16 @@ export async function exchangeFrames(
   for await (const chunk of stream) out.push(...decoder.push(chunk));
   decoder.end();
   return out;
+}
+
+/**
+ * The error answer for a framing failure of the sdk FrameDecoder (a length above the limit is TOO_LARGE; a zero length
+ * or a stream ending inside a frame MALFORMED); anything that is not a FrameError is rethrown.
+ */
+export function framingRefusal(error: unknown): ErrorAnswer {
+  if (!(error instanceof FrameError)) throw error;
+  return {
+    code: error.code === "FRAME_TOO_LARGE" ? WireErrorCode.TOO_LARGE : WireErrorCode.MALFORMED,
+    message: error.message,
+  };
 }

@@ -1,8 +1,7 @@
 /**
  * libp2p 3's dependencies call `Promise.withResolvers`, a Node 22 API; on Node 20 dials fail without it (ECONNRESET,
- * EncryptionFailedError). Imported for its side effect by sdk/net/host.ts before the libp2p stack is loaded (the SDK
- * cannot import node/polyfill.ts: dependencies point from node/ to sdk/, never back). Installs the function only when
- * the runtime lacks it, so it is harmless beside node/polyfill.ts and on Node 22.
+ * EncryptionFailedError). Imported for its side effect by sdk/net/host.ts, and by node/polyfill.ts for the daemons,
+ * before the libp2p stack is loaded. Installs the function only when the runtime lacks it (harmless on Node 22).
  */
 interface Resolvers<T> {
   promise: Promise<T>;

@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { deployProtocolFixture } from "../fixtures/protocol";
-import { didDocument } from "../fixtures/rollup";
+import { byOrderKey, registerRecipients, stakeNode } from "../fixtures/rollup";
 import { billKeyOf, nodeIdFromAddress, recipientKeyHash, signBill, type SignedBill } from "../../sdk/bill/bill";
 import { buildRelayBatch, orderKey, RELAY_BATCH_TEST_PARAMS } from "../../sdk/bill/batchInput";
 import { proveRelayBatch, type RollupSlot } from "../../sdk/bill/prove";
@@ -43,26 +43,14 @@ const RECIPIENTS = 5;
  */
 async function guardianFixture() {
   const base = await deployProtocolFixture();
-  const { token, registry, didRegistry, parameters, signers } = base;
+  const { parameters, signers } = base;
   const [, edgeA, edgeB, guardian, rival, outsider] = signers;
-  const stake = async (s: (typeof signers)[number], role: NodeRole, amount: bigint) => {
-    await token.transfer(s.address, amount);
-    await token.connect(s).approve(await registry.getAddress(), amount);
-    await registry
-      .connect(s)
-      .register(role, `12D3KooW${s.address.slice(2, 12)}`, ["/ip4/127.0.0.1/tcp/4001"], s.address, 0, amount);
-  };
-  await stake(edgeA, NodeRole.Edge, 1_000n * TOKEN);
-  await stake(edgeB, NodeRole.Edge, 1_000n * TOKEN);
-  await stake(guardian, NodeRole.Guardian, 2_000n * TOKEN);
-  await stake(rival, NodeRole.Guardian, 2_000n * TOKEN);
-  const recipients = signers.slice(10, 10 + RECIPIENTS).map((account, i) => {
-    const privateKey = getBytes(keccak256(toUtf8Bytes(`guardian-test/recipient/${i}`)));
-    const billKey = billKeyOf(privateKey);
-    return { account, privateKey, billKey, keyHash: recipientKeyHash(billKey) };
-  });
-  for (const r of recipients) await didRegistry.connect(r.account).register(didDocument(edgeA.address), r.billKey);
-  recipients.sort((x, y) => (orderKey(x.keyHash) < orderKey(y.keyHash) ? -1 : 1));
+  await stakeNode(base, edgeA, NodeRole.Edge, 1_000n * TOKEN);
+  await stakeNode(base, edgeB, NodeRole.Edge, 1_000n * TOKEN);
+  await stakeNode(base, guardian, NodeRole.Guardian, 2_000n * TOKEN);
+  await stakeNode(base, rival, NodeRole.Guardian, 2_000n * TOKEN);
+  const recipients = await registerRecipients(base, signers.slice(10, 10 + RECIPIENTS), "guardian-test", edgeA.address);
+  recipients.sort(byOrderKey);
   const epoch = await parameters.currentEpoch();
   const epochEnd = await parameters.epochStart(epoch + 1n);
   const billFor = (recipient: number, node: string, messageCount: bigint, forEpoch = epoch): SignedBill =>

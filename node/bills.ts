@@ -44,6 +44,7 @@ import {
   type SubmitBillsMessage,
 } from "../sdk/wire/messages";
 import type { Migration, NodeDatabase } from "./db";
+import { CoalescedRun } from "./coalesce";
 import { createLogger, type Logger } from "./log";
 import { RequestRefused, serveFrames, type RefusalHook } from "./serve";
 
@@ -87,14 +88,14 @@ export class BillRejectedError extends Error {
 
 /**
  * The identity tree as the DidRegistry's events build it, followed incrementally: `sync()` reads the events since
- * the last block it saw (in ranges of at most MAX_LOG_RANGE blocks) and replays them. Concurrent syncs share one.
+ * the last block it saw (in ranges of at most MAX_LOG_RANGE blocks) and replays them.
  */
 export class IdentityTreeFollower {
   private readonly registry: DidRegistry;
   private tree = new IdentityTree();
   private readonly fromBlock: number;
   private nextBlock: number;
-  private syncing: Promise<void> | undefined;
+  private readonly syncs = new CoalescedRun(() => this.run());
 
   constructor(registry: DidRegistry, fromBlock: number) {
     this.registry = registry;
@@ -112,9 +113,9 @@ export class IdentityTreeFollower {
     return this.tree.root;
   }
 
+  /** Replays the events up to now; a call during a run is answered by the run after it (CoalescedRun). */
   sync(): Promise<void> {
-    this.syncing ??= this.run().finally(() => (this.syncing = undefined));
-    return this.syncing;
+    return this.syncs.call();
   }
 
   /** Replays one event as IdentityTree.fromEvents does: an insert at `size`, else an update or (leaf 0) a removal. */

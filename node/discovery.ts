@@ -13,6 +13,7 @@
 import { getAddress, type Provider } from "ethers";
 import type { NodeRegistry } from "../typechain-types";
 import { readEdgeNode, readEdgeNodes, type EdgeNodeInfo } from "../sdk/chain/nodes";
+import { CoalescedRun } from "./coalesce";
 import { createLogger, type Logger } from "./log";
 
 /** Look for registry events every 2 s: about a block time, so a new or departed node is seen within a block or two. */
@@ -76,7 +77,7 @@ export class NodeDiscovery {
   private readonly topics: string[];
   private nextBlock: number | undefined;
   private lastFullRead = -Infinity;
-  private syncing: Promise<void> | undefined;
+  private readonly syncs = new CoalescedRun(() => this.run());
   private timer: NodeJS.Timeout | undefined;
 
   constructor(registry: NodeRegistry, options: NodeDiscoveryOptions = {}) {
@@ -114,13 +115,16 @@ export class NodeDiscovery {
   async stop(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
-    await this.syncing?.catch(() => undefined);
+    await this.syncs.inFlight?.catch(() => undefined);
   }
 
-  /** Reads what changed since the last sync (everything, on the first call or when a full refresh is due). */
+  /**
+   * Reads what changed since the last sync (everything, on the first call or when a full refresh is due). What a
+   * caller changed on chain before calling is always seen: a run already in flight may have read the head before that
+   * change, so the call is answered by the run after it (one for every caller that came in meanwhile).
+   */
   sync(): Promise<void> {
-    this.syncing ??= this.run().finally(() => (this.syncing = undefined));
-    return this.syncing;
+    return this.syncs.call();
   }
 
   /** Calls `listener` on every change; returns the function that unsubscribes it. */

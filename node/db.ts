@@ -68,7 +68,7 @@ export const INBOX_MIGRATIONS: readonly Migration[] = [
     id: "inbox/1-messages",
     up: `
       CREATE TABLE inbox_messages (
-        recipient   BLOB    NOT NULL,          -- recipient id as on the wire (the 20-byte address)
+        recipient   BLOB    NOT NULL,          -- recipient id as on the wire (the 20-byte address); see inbox/2
         message_id  BLOB    NOT NULL,          -- 16 bytes chosen by the sender
         stored_at   INTEGER NOT NULL,          -- ms since the epoch, node clock
         expires_at  INTEGER NOT NULL,          -- ms since the epoch: the StorePromise expiry (s) × 1000
@@ -86,6 +86,31 @@ export const INBOX_MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (recipient, nonce)
       ) WITHOUT ROWID;
       CREATE INDEX inbox_nonces_by_expiry ON inbox_nonces (expires_at);
+    `,
+  },
+  {
+    // A WITHOUT ROWID table keeps rows in its primary-key b-tree, whose pages hold at most about 1,000 bytes of a row
+    // inline (for 4 KB pages): every envelope above that went to an overflow page of its own, 4.8 KB on disk for a
+    // 1 KB message. A rowid table holds rows up to about 4,000 bytes inline; (recipient, message_id) stays unique.
+    id: "inbox/2-messages-rowid",
+    up: `
+      CREATE TABLE inbox_messages_rowid (
+        recipient   BLOB    NOT NULL,
+        message_id  BLOB    NOT NULL,
+        stored_at   INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        envelope    BLOB    NOT NULL,
+        size        INTEGER NOT NULL,
+        promise_sig BLOB    NOT NULL,
+        UNIQUE (recipient, message_id)
+      );
+      INSERT INTO inbox_messages_rowid (recipient, message_id, stored_at, expires_at, envelope, size, promise_sig)
+        SELECT recipient, message_id, stored_at, expires_at, envelope, size, promise_sig FROM inbox_messages
+        ORDER BY recipient, stored_at, message_id;
+      DROP TABLE inbox_messages;
+      ALTER TABLE inbox_messages_rowid RENAME TO inbox_messages;
+      CREATE INDEX inbox_messages_by_time ON inbox_messages (recipient, stored_at, message_id);
+      CREATE INDEX inbox_messages_by_expiry ON inbox_messages (expires_at);
     `,
   },
 ];

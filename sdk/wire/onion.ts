@@ -99,22 +99,47 @@ export type PeelResult =
   | { readonly forward: Uint8Array; readonly packet: Uint8Array }
   | { readonly deliver: Uint8Array; readonly payload: Uint8Array };
 
+/**
+ * The symmetric primitives of a layer. The SDK uses @noble's (`NOBLE_ONION_SYMMETRIC`, which run in browsers too);
+ * an edge node passes native ones (node/onionNative.ts), which must compute the same bytes: a test holds both to it.
+ */
+export interface OnionSymmetric {
+  /** HKDF-SHA-256 (RFC 5869) of `length` bytes. */
+  readonly hkdfSha256: (ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number) => Uint8Array;
+  /** HMAC-SHA-256, all 32 bytes. */
+  readonly hmacSha256: (key: Uint8Array, data: Uint8Array) => Uint8Array;
+  /** `data` XOR the ChaCha20 (RFC 8439) keystream of `key` with nonce 0 and counter 0, in a new array. */
+  readonly chacha20: (key: Uint8Array, data: Uint8Array) => Uint8Array;
+}
+
+/** The layer's primitives on @noble/hashes and @noble/ciphers. */
+export const NOBLE_ONION_SYMMETRIC: OnionSymmetric = {
+  hkdfSha256: (ikm, salt, info, length) => hkdf(sha256, ikm, salt, info, length),
+  hmacSha256: (key, data) => hmac(sha256, key, data),
+  chacha20: (key, data) => chacha20(key, ZERO_NONCE, data),
+};
+
 interface LayerKeys {
   readonly encKey: Uint8Array;
   readonly macKey: Uint8Array;
 }
 
-function layerKeys(shared: Uint8Array, epk: Uint8Array, relayPublicKey: Uint8Array): LayerKeys {
-  const okm = hkdf(sha256, shared, concatBytes(epk, relayPublicKey), ONION_INFO, 64);
+function layerKeys(
+  symmetric: OnionSymmetric,
+  shared: Uint8Array,
+  epk: Uint8Array,
+  relayPublicKey: Uint8Array,
+): LayerKeys {
+  const okm = symmetric.hkdfSha256(shared, concatBytes(epk, relayPublicKey), ONION_INFO, 64);
   return { encKey: okm.slice(0, 32), macKey: okm.slice(32) };
 }
 
-function layerMac(macKey: Uint8Array, body: Uint8Array): Uint8Array {
-  return hmac(sha256, macKey, body).subarray(0, MAC_BYTES);
+function layerMac(symmetric: OnionSymmetric, macKey: Uint8Array, body: Uint8Array): Uint8Array {
+  return symmetric.hmacSha256(macKey, body).subarray(0, MAC_BYTES);
 }
 
-function keystream(encKey: Uint8Array): Uint8Array {
-  return chacha20(encKey, ZERO_NONCE, new Uint8Array(BODY_BYTES + HEADER_BYTES));
+function keystream(symmetric: OnionSymmetric, encKey: Uint8Array): Uint8Array {
+  return symmetric.chacha20(encKey, new Uint8Array(BODY_BYTES + HEADER_BYTES));
 }
 
 function xorInto(target: Uint8Array, source: Uint8Array): void {
@@ -170,10 +195,10 @@ export function wrapPacket(
       throw new OnionError("ONION_BAD_KEY", "wrapPacket: relay public key of low order");
     }
     secret.fill(0);
-    const k = layerKeys(shared, epk, hop.relayPublicKey);
+    const k = layerKeys(NOBLE_ONION_SYMMETRIC, shared, epk, hop.relayPublicKey);
     epks.push(epk);
     keys.push(k);
-    streams.push(keystream(k.encKey));
+    streams.push(keystream(NOBLE_ONION_SYMMETRIC, k.encKey));
   }
 
   // Filler: the tail each earlier hop's keystream appends, as the later hops will see it.
@@ -198,7 +223,7 @@ export function wrapPacket(
   let body: Uint8Array = plain;
   xorInto(body, streams[n - 1]);
   body.set(filler, BODY_BYTES - filler.length);
-  let mac = layerMac(keys[n - 1].macKey, body);
+  let mac = layerMac(NOBLE_ONION_SYMMETRIC, keys[n - 1].macKey, body);
 
   for (let i = n - 2; i >= 0; i--) {
     const header = new Uint8Array(HEADER_BYTES);
@@ -210,7 +235,7 @@ export function wrapPacket(
     const outer = concatBytes(header, body.subarray(0, BODY_BYTES - HEADER_BYTES));
     xorInto(outer, streams[i]);
     body = outer;
-    mac = layerMac(keys[i].macKey, body);
+    mac = layerMac(NOBLE_ONION_SYMMETRIC, keys[i].macKey, body);
   }
   return concatBytes(epks[0], mac, body);
 }
@@ -221,20 +246,25 @@ function allZero(bytes: Uint8Array): boolean {
   return acc === 0;
 }
 
+/** How a node peels faster: values it computes once, and native primitives that compute the same bytes. */
+export interface PeelOptions {
+  /** The node's relay public key, to save the scalar multiplication that would derive it on every packet. */
+  readonly relayPublicKey?: Uint8Array;
+  /**
+   * X25519 of the node's relay secret key with the packet's ephemeral key, computed another way (the daemon uses
+   * OpenSSL's, several times faster than the JavaScript one); it must throw for a low-order key, as @noble's does.
+   */
+  readonly sharedSecret?: (epk: Uint8Array) => Uint8Array;
+  /** The symmetric primitives (default NOBLE_ONION_SYMMETRIC). */
+  readonly symmetric?: OnionSymmetric;
+}
+
 /**
  * Peels one layer with this node's X25519 relay secret key: {forward: next peer id, packet} to send on, or
  * {deliver: recipient id, payload} at the exit. Throws OnionError for a packet of the wrong size, a MAC that does not
- * verify (tampered, or for another key), or a malformed header. A node passes its relay public key too, to save
- * the scalar multiplication that would derive it on every packet, and may pass `sharedSecret`, an X25519 of its
- * relay secret key with the packet's ephemeral key computed another way (the daemon uses Node's native X25519, about
- * ten times faster than the JavaScript one; it must throw for a low-order key as @noble does).
+ * verify (tampered, or for another key), or a malformed header.
  */
-export function peel(
-  packet: Uint8Array,
-  relayPrivateKey: Uint8Array,
-  relayPublicKey?: Uint8Array,
-  sharedSecret?: (epk: Uint8Array) => Uint8Array,
-): PeelResult {
+export function peel(packet: Uint8Array, relayPrivateKey: Uint8Array, options: PeelOptions = {}): PeelResult {
   if (!(packet instanceof Uint8Array) || packet.length !== PACKET_BYTES) {
     throw new OnionError(
       "ONION_BAD_SIZE",
@@ -243,6 +273,10 @@ export function peel(
   }
   if (!(relayPrivateKey instanceof Uint8Array) || relayPrivateKey.length !== 32) {
     throw new OnionError("ONION_BAD_KEY", "peel: expected a 32-byte X25519 relay secret key");
+  }
+  const { relayPublicKey, sharedSecret, symmetric = NOBLE_ONION_SYMMETRIC } = options;
+  if (relayPublicKey !== undefined && (!(relayPublicKey instanceof Uint8Array) || relayPublicKey.length !== 32)) {
+    throw new OnionError("ONION_BAD_KEY", "peel: expected a 32-byte X25519 relay public key");
   }
   const epk = packet.subarray(0, EPK_BYTES);
   const mac = packet.subarray(EPK_BYTES, EPK_BYTES + MAC_BYTES);
@@ -253,16 +287,14 @@ export function peel(
   } catch {
     throw new OnionError("ONION_BAD_MAC", "peel: ephemeral key of low order");
   }
-  if (relayPublicKey !== undefined && (!(relayPublicKey instanceof Uint8Array) || relayPublicKey.length !== 32)) {
-    throw new OnionError("ONION_BAD_KEY", "peel: expected a 32-byte X25519 relay public key");
-  }
-  const keys = layerKeys(shared, epk, relayPublicKey ?? x25519.getPublicKey(relayPrivateKey));
-  if (!bytesEqual(layerMac(keys.macKey, body), mac)) {
+  const keys = layerKeys(symmetric, shared, epk, relayPublicKey ?? x25519.getPublicKey(relayPrivateKey));
+  if (!bytesEqual(layerMac(symmetric, keys.macKey, body), mac)) {
     throw new OnionError("ONION_BAD_MAC", "peel: MAC does not verify (tampered, or not for this relay key)");
   }
-  const plain = new Uint8Array(BODY_BYTES + HEADER_BYTES);
-  plain.set(body);
-  xorInto(plain, keystream(keys.encKey));
+  // (body || 0^HEADER_BYTES) XOR the keystream, in one pass.
+  const padded = new Uint8Array(BODY_BYTES + HEADER_BYTES);
+  padded.set(body);
+  const plain = symmetric.chacha20(keys.encKey, padded);
   const kind = plain[0];
   const idLength = plain[1];
   if (idLength === 0 || idLength > MAX_ID_BYTES || !allZero(plain.subarray(2 + idLength, 2 + MAX_ID_BYTES))) {

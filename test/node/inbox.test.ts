@@ -4,6 +4,7 @@ import fc from "fast-check";
 import { Wallet, hexlify } from "ethers";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -34,7 +35,7 @@ import {
   type InboxMessage,
   type UnsignedInboxRequest,
 } from "../../sdk/wire/messages";
-import { NodeDatabaseError, openNodeDatabase, type NodeDatabase } from "../../node/db";
+import { INBOX_MIGRATIONS, NodeDatabaseError, openNodeDatabase, type NodeDatabase } from "../../node/db";
 import { ChainDirectory, recipientIdOf } from "../../node/directory";
 import { createLogger, setLogSink } from "../../node/log";
 import { InboxError, InboxService, InboxStore, type InboxQuota } from "../../node/inbox";
@@ -745,7 +746,7 @@ describe("node/db and node/log: the node's database and logger", () => {
     expect(db.sqlite.pragma("journal_mode", { simple: true })).to.equal("wal");
     expect(db.sqlite.pragma("foreign_keys", { simple: true })).to.equal(1);
     expect(db.sqlite.pragma("synchronous", { simple: true })).to.equal(2); // FULL
-    expect(db.appliedMigrations()).to.deep.equal(["inbox/1-messages", "test/1-notes"]);
+    expect(db.appliedMigrations()).to.deep.equal(["inbox/1-messages", "inbox/2-messages-rowid", "test/1-notes"]);
     db.sqlite.prepare("INSERT INTO notes (text) VALUES (?)").run("kept");
     db.close();
     db.close(); // idempotent
@@ -756,6 +757,46 @@ describe("node/db and node/log: the node's database and logger", () => {
     expect(again.migrate(extra)).to.deep.equal([]);
     expect(again.sqlite.prepare("SELECT text FROM notes").pluck().all()).to.deep.equal(["kept"]);
     again.close();
+  });
+
+  it("moves an inbox of the first schema to a rowid table with every message kept, about 1.3 KB a 1 KB message", () => {
+    const file = path.join(dir, "c", "node.db");
+    // A database a node of the first schema left behind: migration 1 only, with 1,000 messages in it.
+    const old = openNodeDatabase(file, { withoutInbox: true, migrations: [INBOX_MIGRATIONS[0]] });
+    const now = Date.now();
+    const rows = Array.from({ length: 1_000 }, (_, i) => ({
+      recipientId: new Uint8Array(20).fill(i % 7),
+      messageId: Uint8Array.from(randomBytes(16)),
+      storedAt: now + i,
+      expiresAt: now + 3_600_000,
+      envelope: Uint8Array.from(randomBytes(1_000)),
+      promiseSignature: Uint8Array.from(randomBytes(65)),
+    }));
+    const quota: InboxQuota = { maxMessages: 10_000, maxBytes: 10_000_000 };
+    for (const row of rows) expect(new InboxStore(old).insert(row, quota, now).outcome).to.equal("stored");
+    old.close();
+    const sizeBefore = statSync(file).size;
+
+    const db = openNodeDatabase(file);
+    try {
+      expect(db.appliedMigrations()).to.deep.equal(["inbox/1-messages", "inbox/2-messages-rowid"]);
+      const sql = db.sqlite.prepare("SELECT sql FROM sqlite_master WHERE name = 'inbox_messages'").pluck().get();
+      expect(String(sql)).to.not.match(/WITHOUT ROWID/i);
+      const store = new InboxStore(db);
+      for (let r = 0; r < 7; r++) {
+        const recipientId = new Uint8Array(20).fill(r);
+        const expected = rows.filter((row) => row.recipientId[0] === r);
+        expect(store.page(recipientId, now, 1_000)).to.deep.equal(expected);
+      }
+      // Still one message per id: a second insert of a held id is a duplicate, not a second row.
+      expect(store.insert(rows[0], quota, now).outcome).to.equal("duplicate");
+      db.sqlite.exec("VACUUM");
+    } finally {
+      db.close();
+    }
+    const sizeAfter = statSync(file).size;
+    expect(sizeBefore / rows.length, "bytes a message before").to.be.greaterThan(4_000);
+    expect(sizeAfter / rows.length, "bytes a message after").to.be.lessThan(1_600);
   });
 
   it("rolls a failing migration back whole and refuses bad migration lists with typed errors", () => {

@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { bytesToHex } from "@noble/hashes/utils.js";
+import { bytesToHex, hexToBytes } from "@noble/hashes/utils.js";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -8,7 +8,8 @@ import type { Multiaddr } from "@multiformats/multiaddr" with { "resolution-mode
 import { writeFile } from "node:fs/promises";
 import { createServer, type AddressInfo } from "node:net";
 import { DEVNET_KEY_FILE, ListenAddressError, NODE_KEY_FILE, createEdgeHost, type EdgeHost } from "../../node/host";
-import { generateNodeKey, relayPublicKeyOfPeer } from "../../sdk/net/peerId";
+import { generateNodeKey, relayKeyPairFromNodeKey, relayPublicKeyOfPeer } from "../../sdk/net/peerId";
+import { concatBytes } from "../../sdk/crypto/bytes";
 import {
   ERROR_FRAME_TYPE,
   FrameDecoder,
@@ -20,7 +21,7 @@ import {
   parseErrorAnswer,
   type ErrorAnswer,
 } from "../../sdk/wire/frame";
-import { wrapPacket, type Hop } from "../../sdk/wire/onion";
+import { peel, wrapPacket, type Hop } from "../../sdk/wire/onion";
 
 const RECIPIENT = new Uint8Array(32).fill(0xee);
 const MESSAGE = new TextEncoder().encode("an end-to-end encrypted envelope stands here");
@@ -30,12 +31,12 @@ const hopOf = (host: EdgeHost): Hop => ({
   relayPublicKey: host.relayPublicKey,
 });
 
-/** Writes `chunks` on a fresh relay stream, closes the write side and returns the error answers read back. */
 /** Waits (up to 5 s) until `done()`: the entry forwards asynchronously, so delivery follows its answer. */
 async function until(done: () => boolean): Promise<void> {
   for (let i = 0; i < 250 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 20));
 }
 
+/** Writes `chunks` on a fresh relay stream, closes the write side and returns the error answers read back. */
 async function exchange(sender: EdgeHost, to: EdgeHost, chunks: readonly Uint8Array[]): Promise<ErrorAnswer[]> {
   const stream: Stream = await sender.libp2p.dialProtocol(to.libp2p.peerId, RELAY_PROTOCOL, {
     signal: AbortSignal.timeout(5_000),
@@ -99,6 +100,52 @@ describe("node/relay: the layered-packet relay on real libp2p hosts", function (
     expect(delivered).to.have.length(1);
     expect(delivered[0].recipientId).to.equal(bytesToHex(RECIPIENT));
     expect(delivered[0].payload).to.deep.equal(MESSAGE);
+  });
+
+  it("writes the packets it peels together to the next hop in one write, in order and intact", async () => {
+    // A next hop whose relay key the test knows, reading the lane itself: what arrives, and in how many chunks.
+    const nextDir = await mkdtemp(path.join(tmpdir(), "sending-next-"));
+    const key = generateNodeKey();
+    await writeFile(path.join(nextDir, DEVNET_KEY_FILE), JSON.stringify({ privateKey: key.privateKey }));
+    const next = await createEdgeHost({ dataDir: nextDir });
+    const nextKey = relayKeyPairFromNodeKey(hexToBytes(key.privateKey.slice(2))).privateKey;
+    await next.relay.stop();
+    const chunks: number[] = [];
+    const payloads: string[] = [];
+    await next.libp2p.handle(RELAY_PROTOCOL, async (stream) => {
+      const decoder = new FrameDecoder(RELAY_MAX_FRAME_BYTES);
+      for await (const chunk of stream) {
+        const frames = decoder.push(chunk);
+        chunks.push(frames.length);
+        for (const frame of frames) {
+          const result = peel(frame.body, nextKey);
+          if (!("deliver" in result)) throw new Error("expected a delivery layer");
+          payloads.push(new TextDecoder().decode(result.payload));
+        }
+      }
+    });
+    const peers = new Map<string, Multiaddr[]>([[next.libp2p.peerId.toString(), next.libp2p.getMultiaddrs()]]);
+    const relay = await createEdgeHost({ dataDir: path.join(root, "batching"), relay: { peers } });
+    await sender.libp2p.peerStore.merge(relay.libp2p.peerId, { multiaddrs: relay.libp2p.getMultiaddrs() });
+    try {
+      const sent = Array.from({ length: 10 }, (_, i) => `packet ${i}`);
+      const frames = sent.map((text) =>
+        encodeFrame(
+          RELAY_PACKET_TYPE,
+          wrapPacket([hopOf(relay), hopOf(next)], RECIPIENT, new TextEncoder().encode(text)),
+          RELAY_MAX_FRAME_BYTES,
+        ),
+      );
+      // One write of ten frames: the relay peels them in one turn and queues all ten on the lane.
+      expect(await exchange(sender, relay, [concatBytes(...frames)])).to.deep.equal([]);
+      await until(() => payloads.length === sent.length);
+      expect(payloads).to.deep.equal(sent);
+      expect(chunks.length, `chunks of ${chunks.join(", ")} frames`).to.be.lessThan(sent.length);
+    } finally {
+      await relay.stop();
+      await next.stop();
+      await rm(nextDir, { recursive: true, force: true });
+    }
   });
 
   it("lets the entry see only the next hop and the exit only the recipient", () => {

@@ -176,7 +176,7 @@ describe("sdk/wire onion: layered fixed-size packets", () => {
       fc.property(packetArb, (p) => {
         const untouched = Buffer.from(p).equals(Buffer.from(valid)); // two flips of one byte can cancel
         try {
-          peel(p, entry.secretKey, entry.hop.relayPublicKey);
+          peel(p, entry.secretKey, { relayPublicKey: entry.hop.relayPublicKey });
           return untouched; // nothing but the untouched packet may peel
         } catch (e) {
           return e instanceof OnionError;

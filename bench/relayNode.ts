@@ -1,0 +1,45 @@
+/**
+ * The edge node of the relay bench, in a process of its own as the daemon runs (bench/relay.ts starts it):
+ *
+ *   node -r ts-node/register/transpile-only bench/relayNode.ts <data dir> <next hops: JSON {peerId: multiaddrs[]}>
+ *
+ * Once it listens it prints one JSON line {peerId, multiaddrs}. Then it answers each line "cpu" on stdin with a JSON
+ * line {cpuMicros} (user + system CPU time of this process so far) and each line "heap" with {heapUsed} (bytes in use
+ * after a full collection: run it with --expose-gc), and stops when stdin closes.
+ */
+import { createInterface } from "node:readline";
+import { createEdgeHost } from "../node/host";
+
+async function main(): Promise<void> {
+  const [dataDir, peersJson] = process.argv.slice(2);
+  if (dataDir === undefined || peersJson === undefined) {
+    throw new Error("usage: relayNode.ts <data dir> <next hops as JSON {peerId: multiaddrs[]}>");
+  }
+  const { multiaddr } = await import("@multiformats/multiaddr");
+  const hops = JSON.parse(peersJson) as Record<string, string[]>;
+  const peers = new Map(Object.entries(hops).map(([id, addrs]) => [id, addrs.map((a) => multiaddr(a))]));
+  const host = await createEdgeHost({ dataDir, listen: ["/ip4/127.0.0.1/tcp/0"], relay: { peers } });
+  const say = (value: unknown) => process.stdout.write(JSON.stringify(value) + "\n");
+  say({ peerId: host.libp2p.peerId.toString(), multiaddrs: host.libp2p.getMultiaddrs().map((m) => m.toString()) });
+  for await (const line of createInterface({ input: process.stdin })) {
+    if (line.trim() === "cpu") {
+      const { user, system } = process.cpuUsage();
+      say({ cpuMicros: user + system });
+    } else if (line.trim() === "heap") {
+      const gc = (globalThis as { gc?: () => void }).gc;
+      if (gc === undefined) throw new Error("relayNode: run with --expose-gc for heap figures");
+      gc();
+      gc();
+      say({ heapUsed: process.memoryUsage().heapUsed });
+    }
+  }
+  await host.stop();
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

@@ -47,6 +47,13 @@ import type { Migration, NodeDatabase } from "./db";
 import { CoalescedRun } from "./coalesce";
 import { createLogger, type Logger } from "./log";
 import { RequestRefused, serveFrames, type RefusalHook } from "./serve";
+import { RateLimiter, type RateLimit } from "./rateLimit";
+
+/**
+ * Requests one peer may make: 20 a second, 200 at once. A client submits a bill per delivery batch; a guardian
+ * collects and asks consent once per node and epoch.
+ */
+export const BILLS_PEER_RATE_LIMIT: RateLimit = { perSecond: 20, burst: 200 };
 
 /** Bills of the last 8 epochs are kept: settlement of an epoch ends a few epochs after it; older ones cannot pay. */
 export const BILLS_KEEP_EPOCHS = 8n;
@@ -176,6 +183,8 @@ export interface BillServiceInit {
   /** Told how many bills each SUBMIT kept (metrics). */
   readonly onKept?: (count: number) => void;
   readonly onRefused?: RefusalHook;
+  /** Requests a peer may make (BILLS_PEER_RATE_LIMIT if omitted). */
+  readonly peerRateLimit?: RateLimit;
   readonly logger?: Logger;
   readonly now?: () => number;
 }
@@ -190,6 +199,7 @@ export class BillService {
   private readonly log: Logger;
   private readonly now: () => number;
   private started = false;
+  private readonly peerLimiter: RateLimiter;
   private prunedBelow = -1n;
 
   constructor(host: BillsHost, init: BillServiceInit) {
@@ -198,6 +208,7 @@ export class BillService {
     this.nodeId = nodeIdFromAddress(getAddress(init.operator));
     this.log = init.logger ?? createLogger("bills");
     this.now = init.now ?? Date.now;
+    this.peerLimiter = new RateLimiter(init.peerRateLimit ?? BILLS_PEER_RATE_LIMIT, { now: this.now });
     init.db.migrate(BILL_MIGRATIONS);
   }
 
@@ -211,6 +222,7 @@ export class BillService {
         (f, from) => this.handle(f, from),
         this.log,
         this.init.onRefused,
+        this.peerLimiter,
       ),
     );
     this.started = true;

@@ -10,6 +10,12 @@
  * once: the bundle is read and the prekey deleted in the same sqlite transaction (better-sqlite3 runs transactions
  * one at a time, so concurrent fetches cannot both get it). Everything lives in the node database
  * (node/db.ts), so a restart loses nothing.
+ *
+ * Anyone may fetch, so two limits keep one-time prekeys from being drained: each peer may make
+ * PREKEYS_PEER_RATE_LIMIT requests (RATE_LIMITED beyond it), and each recipient hands out ONE_TIME_PREKEY_RATE_LIMIT
+ * one-time prekeys; beyond that a bundle goes out without one, which X3DH allows (the session then rests on the
+ * signed prekey alone until the budget refills), so peers with fresh ids cannot empty a recipient's store either. The
+ * budgets live in memory: a restart refills them.
  */
 import type { Connection, Libp2p, Stream } from "@libp2p/interface" with { "resolution-mode": "import" };
 import { getAddress } from "ethers";
@@ -27,9 +33,14 @@ import type { Migration, NodeDatabase } from "./db";
 import type { RecipientDirectory } from "./directory";
 import { createLogger, type Logger } from "./log";
 import { RequestRefused, serveFrames, type RefusalHook } from "./serve";
+import { RateLimiter, type RateLimit } from "./rateLimit";
 
 /** Most one-time prekeys held per recipient: 1,000 × ~60 bytes; a client tops up long before that is needed. */
 export const MAX_ONE_TIME_PREKEYS_HELD = 1_000;
+/** Requests one peer may make: 5 a second, 60 at once (a client fetches a bundle per new contact). */
+export const PREKEYS_PEER_RATE_LIMIT: RateLimit = { perSecond: 5, burst: 60 };
+/** One-time prekeys one recipient hands out: 100 at once, then one a minute (1,540 a day). */
+export const ONE_TIME_PREKEY_RATE_LIMIT: RateLimit = { perSecond: 1 / 60, burst: 100 };
 /** The wire answer counts held prekeys in a uint16. */
 const MAX_HELD_ON_WIRE = 0xffff;
 
@@ -87,6 +98,10 @@ export interface PrekeyServiceInit {
   readonly logger?: Logger;
   /** Told about each refused request (metrics). */
   readonly onRefused?: RefusalHook;
+  /** Requests a peer may make (PREKEYS_PEER_RATE_LIMIT if omitted). */
+  readonly peerRateLimit?: RateLimit;
+  /** One-time prekeys a recipient hands out (ONE_TIME_PREKEY_RATE_LIMIT if omitted). */
+  readonly oneTimePrekeyRateLimit?: RateLimit;
 }
 
 interface IdentityRow {
@@ -107,6 +122,8 @@ export class PrekeyService {
   private readonly now: () => number;
   private readonly operator: string;
   private readonly nodePeerId: Uint8Array;
+  private readonly peerLimiter: RateLimiter;
+  private readonly oneTimeLimiter: RateLimiter;
   private started = false;
 
   constructor(host: PrekeyHost, init: PrekeyServiceInit) {
@@ -116,13 +133,23 @@ export class PrekeyService {
     this.now = init.now ?? Date.now;
     this.log = init.logger ?? createLogger("prekeys");
     this.nodePeerId = host.peerId.toMultihash().bytes;
+    this.peerLimiter = new RateLimiter(init.peerRateLimit ?? PREKEYS_PEER_RATE_LIMIT, { now: this.now });
+    this.oneTimeLimiter = new RateLimiter(init.oneTimePrekeyRateLimit ?? ONE_TIME_PREKEY_RATE_LIMIT, { now: this.now });
     init.db.migrate(PREKEY_MIGRATIONS);
   }
 
   async start(): Promise<void> {
     if (this.started) return;
     await this.host.handle(PREKEYS_PROTOCOL, (stream: Stream, connection: Connection) =>
-      serveFrames(stream, connection, PREKEYS_MAX_FRAME_BYTES, (f) => this.handle(f), this.log, this.init.onRefused),
+      serveFrames(
+        stream,
+        connection,
+        PREKEYS_MAX_FRAME_BYTES,
+        (f) => this.handle(f),
+        this.log,
+        this.init.onRefused,
+        this.peerLimiter,
+      ),
     );
     this.started = true;
   }
@@ -248,7 +275,10 @@ export class PrekeyService {
     });
   }
 
-  /** The bundle of `recipientId` with its lowest one-time prekey, deleted in the same transaction; or undefined. */
+  /**
+   * The bundle of `recipientId` with its lowest one-time prekey, deleted in the same transaction (without one when
+   * none is held or the recipient's one-time prekey budget is spent); or undefined.
+   */
   takeBundle(recipientId: Uint8Array): PrekeyBundle | undefined {
     if (recipientId.length !== 20) return undefined;
     const sqlite = this.init.db.sqlite;
@@ -263,7 +293,7 @@ export class PrekeyService {
           "SELECT id, public_key FROM prekey_one_time WHERE recipient = ? ORDER BY id LIMIT 1",
         )
         .get(id);
-      if (oneTime === undefined) return { identity, signedPrekey };
+      if (oneTime === undefined || !this.oneTimeLimiter.take(id.toString("hex"))) return { identity, signedPrekey };
       sqlite.prepare("DELETE FROM prekey_one_time WHERE recipient = ? AND id = ?").run(id, oneTime.id);
       sqlite
         .prepare("INSERT OR IGNORE INTO prekey_handed_out (recipient, public_key) VALUES (?, ?)")

@@ -4,7 +4,8 @@
  * failure into a typed error frame (sdk/wire/frame.ts) instead of a crash. A framing error leaves the stream out of
  * sync, so it is answered and the stream closed; a message that does not parse or is refused is answered and the
  * stream keeps serving; an exception inside the service is answered INTERNAL and logged. A stream that stays silent
- * for STREAM_IDLE_MS is closed, so an idle peer cannot hold a handler open.
+ * for STREAM_IDLE_MS is closed, so an idle peer cannot hold a handler open. With a rate limiter, a peer over its rate is
+ * answered RATE_LIMITED for each frame beyond it (the stream stays open; the request is not handled).
  */
 import type { Connection, Stream } from "@libp2p/interface" with { "resolution-mode": "import" };
 import {
@@ -18,6 +19,7 @@ import {
 } from "../sdk/wire/frame";
 import { MessageError } from "../sdk/wire/messages";
 import type { Logger } from "./log";
+import type { RateLimiter } from "./rateLimit";
 
 /** A silent stream is closed after 30 s: a request is one frame, written at once; a minute of nothing is a stall. */
 export const STREAM_IDLE_MS = 30_000;
@@ -53,6 +55,7 @@ export async function serveFrames(
   handler: FrameHandler,
   log: Logger,
   onRefused?: RefusalHook,
+  limiter?: RateLimiter,
 ): Promise<void> {
   const from = connection.remotePeer.toString();
   const decoder = new FrameDecoder(maxFrameBytes);
@@ -80,6 +83,14 @@ export async function serveFrames(
         return;
       }
       for (const frame of frames) {
+        if (limiter !== undefined && !limiter.take(from)) {
+          const { perSecond, burst } = limiter.limit;
+          await answer({
+            code: WireErrorCode.RATE_LIMITED,
+            message: `too many requests from this peer: at most ${perSecond} a second, ${burst} at once`,
+          });
+          continue;
+        }
         let out: readonly Frame[];
         try {
           out = await handler(frame, from);

@@ -14,14 +14,17 @@
  *
  * Receiving: `start()` drains each home node's inbox with FETCH, then keeps a SUBSCRIBE stream open to each (pushed
  * at once, backlog first), reconnecting with backoff. Envelopes are processed one at a time; replicas of one message
- * (the same id from several home nodes) are decrypted once and acknowledged at every node that holds one. For each
+ * (the same id from several home nodes) are decrypted once and acknowledged at every node that holds one, and the ids
+ * seen are kept in the encrypted store (sdk/client/seen.ts), so a replica met after a restart is dropped too. For each
  * node that delivered, the client counts messages and bytes per epoch and submits a signed cumulative bill to it.
  *
  * Devices: a second app of the same wallet runs as a device account of its own (`createDevice`), linked both ways
- * through the DIDs' `deviceKeys`; a message to a user goes to its account and to each linked device. Groups use
- * sender keys (sdk/crypto/senderKeys.ts) whose distribution messages travel over the pairwise sessions. The backup
- * is parked, sealed under the wallet's backup key, in the user's own inbox. docs/SDK.md describes all of it and
- * lists what is left.
+ * through the DIDs' `deviceKeys`; a message to a user goes to its account and to each linked device, and a copy of
+ * what one client of a user sends goes to the user's other clients. Groups use sender keys
+ * (sdk/crypto/senderKeys.ts) whose distribution messages travel over the pairwise sessions; every member's account
+ * and linked devices take part, each with a sender key of its own. The backup is parked, sealed under the wallet's
+ * backup key, in the user's own inbox, and the previous one deleted. docs/SDK.md describes all of it and lists what
+ * is left.
  */
 import { Wallet, getAddress, getBytes, hexlify, parseEther, zeroPadValue, type Provider, type Signer } from "ethers";
 import { sha256 } from "@noble/hashes/sha2.js";
@@ -33,7 +36,7 @@ import { readEdgeNode, readEdgeNodes, type EdgeNodeInfo } from "../chain/nodes";
 import { bytesEqual, toHex } from "../crypto/bytes";
 import { defaultRandomBytes, type RandomBytes } from "../crypto/primitives";
 import { RatchetError, RatchetSession, TamperedMessageError } from "../crypto/ratchet";
-import { GroupSession, GROUP_ID_LENGTH, SenderKeyError } from "../crypto/senderKeys";
+import { GroupSession, GROUP_ID_LENGTH, SenderKeyError, decodeSenderKeyDistribution } from "../crypto/senderKeys";
 import { X3dhError, sameIdentity, verifyPrekeyBundle, type PrekeyBundle } from "../crypto/x3dh";
 import {
   ClientHost,
@@ -82,8 +85,10 @@ import {
   sealEnvelope,
   type BackupChunk,
   type Content,
+  type DirectContent,
 } from "./envelope";
 import { ClientIdentity } from "./identity";
+import { SeenIds } from "./seen";
 
 /** Messages wait 7 days for an offline recipient by default: a week away still finds its messages. */
 export const DEFAULT_TTL_SECONDS = 7 * 24 * 3600;
@@ -91,8 +96,6 @@ export const DEFAULT_TTL_SECONDS = 7 * 24 * 3600;
 export const NODE_LIST_MAX_AGE_MS = 30_000;
 /** Entries tried when the first fails: a second and third entry hop cover a node that just went away. */
 export const SEND_ATTEMPTS = 3;
-/** Message ids remembered for deduplication: replicas arrive within seconds; 10,000 ids are 160 KB. */
-export const SEEN_IDS_KEPT = 10_000;
 /** Ether a new device account gets from the wallet for its DID transactions: a few transactions on an L2. */
 export const DEFAULT_DEVICE_FUNDING = parseEther("0.01");
 /** Who is whose device is re-read from the DIDs after 30 s. */
@@ -141,6 +144,7 @@ export type ClientErrorCode =
   | "NotRegistered"
   | "MessageTooLarge"
   | "UnknownGroup"
+  | "NotMember"
   | "BackupNotFound"
   | "Stopped";
 
@@ -223,6 +227,13 @@ export interface ReceivedMessage {
   readonly data: Uint8Array;
   /** The group (hex of the 32-byte id) for a group message. */
   readonly groupId?: string;
+  /**
+   * True for a copy of a message another client of this user sent (`from` is then this user, `device` the device
+   * that sent it, if it was not the wallet's own client, and `to` the recipient).
+   */
+  readonly sent?: boolean;
+  /** For a sent copy: the address the message was sent to. */
+  readonly to?: string;
   /** Operator of the home node that delivered it first. */
   readonly deliveredBy: string;
   /** Milliseconds since the epoch, when the home node stored it. */
@@ -235,6 +246,8 @@ export interface SendResult {
   readonly messageIds: string[];
   /** The route of each delivery, as operator addresses, entry first (the exit is a home node of the recipient). */
   readonly routes: string[][];
+  /** `send` only: the message ids (hex) of the sent copies delivered to this user's other clients. */
+  readonly copies?: readonly string[];
 }
 
 /** What a group message looked like on the wire (for apps that keep or forward it). */
@@ -265,8 +278,12 @@ interface SessionSlot {
 }
 
 interface GroupState {
+  /**
+   * The sender-key session. Its members are the group's participants other than this client: every member's
+   * account and each of its linked devices (each holds a sender key of its own).
+   */
   readonly session: GroupSession;
-  /** Every member including this client, checksummed. */
+  /** Every member (a user: a wallet address, never a device account) including this client's user, checksummed. */
   members: string[];
 }
 
@@ -295,8 +312,12 @@ export class SendingClient {
   readonly #random: RandomBytes;
   readonly #sessions = new Map<string, SessionSlot>();
   readonly #groups = new Map<string, GroupState>();
-  readonly #seen = new Set<string>();
-  readonly #backupChunks = new Map<string, BackupChunk>();
+  /** Ids of the messages processed (replicas are dropped), loaded from the store at create. */
+  #seen!: SeenIds;
+  /** Backup chunks met in the inbox, by message id, with the operators of the home nodes that hold them. */
+  readonly #backupChunks = new Map<string, { readonly chunk: BackupChunk; readonly operators: Set<string> }>();
+  /** Digests (hex) of backups a newer one replaced: their chunks are acknowledged wherever they are met. */
+  readonly #staleBackups = new Set<string>();
   #pendingGroup: PendingGroupMessage[] = [];
   /** The user's wallet when this client is a device of it (`createDevice`). */
   #owner: { readonly signer: Signer; readonly address: string } | undefined;
@@ -366,6 +387,7 @@ export class SendingClient {
     const host = await ClientHost.create(options.host);
     const client = new SendingClient(identity, did, registry, parameters, host, options);
     await client.#loadGroups();
+    client.#seen = await SeenIds.load(identity.store, (error) => client.#emit("error", error));
     return client;
   }
 
@@ -520,13 +542,15 @@ export class SendingClient {
     const homeNodes = options.homeNodes.map((a) => getAddress(a));
     if (homeNodes.length === 0) throw new RangeError("SendingClient.register: expected at least one home node");
     if (this.#owner !== undefined) await this.#fundDevice();
-    const deviceKeys = this.#owner === undefined ? undefined : [getBytes(zeroPadValue(this.#owner.address, 32))];
+    const ownerEntry = this.#owner && deviceLinkEntry(DeviceLink.OWNER, this.#owner.address);
     const view = await this.#did.readDid(this.address);
     if (view.status !== DidStatus.Active) {
-      await this.#did.register(this.#identity, { homeNodes, deviceKeys });
+      await this.#did.register(this.#identity, { homeNodes, deviceKeys: ownerEntry && [ownerEntry] });
     } else {
-      if (deviceKeys !== undefined && !view.deviceKeys.some((k) => bytesEqual(k, deviceKeys[0]))) {
-        await this.#did.setDevices([...view.deviceKeys, ...deviceKeys]);
+      if (ownerEntry !== undefined && !view.deviceKeys.some((k) => bytesEqual(k, ownerEntry))) {
+        // An entry naming the wallet without the OWNER role (made before roles existed) would read as a device link.
+        const others = view.deviceKeys.filter((k) => accountOfLinkEntry(k, DeviceLink.DEVICE) !== this.#owner!.address);
+        await this.#did.setDevices([...others, ownerEntry]);
       }
       const mine = this.#identity.publicIdentity;
       if (!sameIdentity(view.identity, mine)) {
@@ -576,7 +600,7 @@ export class SendingClient {
         `register: the wallet ${owner.address} has no active DID to add a device to`,
       );
     }
-    const mine = getBytes(zeroPadValue(this.address, 32));
+    const mine = deviceLinkEntry(DeviceLink.DEVICE, this.address);
     if (!view.deviceKeys.some((k) => bytesEqual(k, mine))) await ownerDid.setDevices([...view.deviceKeys, mine]);
   }
 
@@ -723,10 +747,10 @@ export class SendingClient {
               }),
             options.signal,
           );
-          const fresh = await this.#enqueue(node, batch);
+          const { fresh, dropped } = await this.#enqueue(node, batch);
           total += fresh;
-          // Backup chunks stay in the inbox on purpose: a batch of only those (or of nothing) ends the drain.
-          if (batch.length < INBOX_MAX_BATCH || fresh === 0) break;
+          // Current backup chunks stay in the inbox on purpose: a batch of only those (or of nothing) ends the drain.
+          if (batch.length < INBOX_MAX_BATCH || fresh + dropped === 0) break;
         }
       } catch (error) {
         if (options.signal?.aborted) throw error;
@@ -757,33 +781,50 @@ export class SendingClient {
     }
   }
 
-  /** Processes a batch from one node in the client's queue; resolves with how many were new. */
-  #enqueue(node: EdgeNodeInfo, batch: readonly StoredEnvelope[]): Promise<number> {
+  /**
+   * Processes a batch from one node in the client's queue; resolves with how many messages were new, and how many
+   * chunks of replaced backups were acknowledged.
+   */
+  #enqueue(node: EdgeNodeInfo, batch: readonly StoredEnvelope[]): Promise<{ fresh: number; dropped: number }> {
     const run = this.#queue.then(() => this.#processBatch(node, batch));
     this.#queue = run.catch(() => undefined);
     return run;
   }
 
-  async #processBatch(node: EdgeNodeInfo, batch: readonly StoredEnvelope[]): Promise<number> {
+  async #processBatch(
+    node: EdgeNodeInfo,
+    batch: readonly StoredEnvelope[],
+  ): Promise<{ fresh: number; dropped: number }> {
     const ack: Uint8Array[] = [];
     let fresh = 0;
+    let dropped = 0;
     let bytes = 0n;
     for (const stored of batch) {
       const id = toHex(stored.messageId);
       if (stored.envelope[0] === EnvelopeKind.BACKUP) {
-        this.#keepBackupChunk(stored);
-        continue; // parked on purpose: acknowledged only when a newer backup replaces it
+        // Parked on purpose: acknowledged only once a newer backup replaced it.
+        if (this.#keepBackupChunk(node, stored) === "stale") {
+          ack.push(stored.messageId);
+          bytes += BigInt(stored.envelope.length);
+          dropped++;
+        }
+        continue;
       }
       ack.push(stored.messageId);
       bytes += BigInt(stored.envelope.length);
       if (this.#seen.has(id)) continue;
-      this.#remember(id);
+      this.#seen.add(id);
       fresh++;
       try {
         await this.#receive(node, stored);
       } catch (error) {
         this.#emit("error", error as Error);
       }
+    }
+    try {
+      await this.#seen.flush(); // before the acknowledgement: a replica met after a restart is known
+    } catch (error) {
+      this.#emit("error", error as Error);
     }
     if (ack.length > 0) {
       try {
@@ -794,15 +835,7 @@ export class SendingClient {
       }
       if (this.#options.autoBills !== false) this.#scheduleBills(node.operator);
     }
-    return fresh;
-  }
-
-  #remember(id: string): void {
-    if (this.#seen.size >= SEEN_IDS_KEPT) {
-      const oldest = this.#seen.values().next().value;
-      if (oldest !== undefined) this.#seen.delete(oldest);
-    }
-    this.#seen.add(id);
+    return { fresh, dropped };
   }
 
   async #receive(node: EdgeNodeInfo, stored: StoredEnvelope): Promise<void> {
@@ -852,29 +885,31 @@ export class SendingClient {
   }
 
   async #handleContent(node: EdgeNodeInfo, stored: StoredEnvelope, from: string, content: Content): Promise<void> {
-    // A device's text or binary message is shown as its user's (group messages keep the member's own account).
-    const direct = content.kind === ContentKind.TEXT || content.kind === ContentKind.BINARY;
-    const user = direct ? await this.#userOf(from) : undefined;
+    if (content.kind === ContentKind.GROUP_KEY) {
+      await this.#onGroupKey(from, content.groupId, content.members, content.distribution);
+      return;
+    }
+    // A linked device's message is shown as its user's, with the device account beside it.
+    const user = await this.#actingUser(from);
     const base = {
       messageId: toHex(stored.messageId),
       deliveredBy: node.operator,
       storedAt: stored.storedAt,
-      ...(user === undefined ? { from } : { from: user, device: from }),
+      ...(user === from ? { from } : { from: user, device: from }),
     };
     switch (content.kind) {
       case ContentKind.TEXT:
-        this.#emit("message", {
-          ...base,
-          kind: "text",
-          text: content.text,
-          data: new TextEncoder().encode(content.text),
-        });
-        return;
       case ContentKind.BINARY:
-        this.#emit("message", { ...base, kind: "binary", data: content.data });
+        this.#emit("message", { ...base, ...directMessage(content) });
         return;
-      case ContentKind.GROUP_KEY:
-        await this.#onGroupKey(from, content.groupId, content.members, content.distribution);
+      case ContentKind.SENT:
+        // Only another client of this same user may say "I sent this": anyone else is lying.
+        if (user !== this.#user) {
+          throw new TamperedMessageError(
+            `SendingClient: a sent copy from ${from}, which is no client of ${this.#user}`,
+          );
+        }
+        this.#emit("message", { ...base, ...directMessage(content.content), sent: true, to: content.to });
         return;
       case ContentKind.GROUP_MESSAGE: {
         const pending = { base, from, groupId: toHex(content.groupId), message: content.message };
@@ -955,18 +990,37 @@ export class SendingClient {
   // ------------------------------------------------------------------------------------------------ sending
 
   /**
-   * Sends a text (string) or binary (Uint8Array) message to `to` (a wallet address). Throws UnknownRecipientError,
-   * NoPrekeysError, ClientError("MessageTooLarge" | "NoRoute"), NodeUnreachableError when no entry hop took it.
+   * Sends a text (string) or binary (Uint8Array) message to `to` (a wallet address): to its account and each of its
+   * linked devices, then a sent copy to each other client of this user (its wallet's client and linked devices), so
+   * every one of them shows the whole conversation. Throws UnknownRecipientError, NoPrekeysError,
+   * ClientError("MessageTooLarge" | "NoRoute"), NodeUnreachableError when no entry hop took it; a device or a sent
+   * copy that cannot be delivered is an "error" event, not a failure of the send.
    */
   async send(to: string, content: string | Uint8Array, options: ClientCallOptions = {}): Promise<SendResult> {
-    const body =
+    const direct: DirectContent =
       typeof content === "string"
-        ? encodeContent({ kind: ContentKind.TEXT, text: content })
-        : encodeContent({ kind: ContentKind.BINARY, data: content });
-    if (body.length - 1 > MAX_MESSAGE_BYTES) {
-      throw new ClientError("MessageTooLarge", `send: at most ${MAX_MESSAGE_BYTES} bytes, got ${body.length - 1}`);
+        ? { kind: ContentKind.TEXT, text: content }
+        : { kind: ContentKind.BINARY, data: content };
+    const size = typeof content === "string" ? new TextEncoder().encode(content).length : content.length;
+    if (size > MAX_MESSAGE_BYTES) {
+      throw new ClientError("MessageTooLarge", `send: at most ${MAX_MESSAGE_BYTES} bytes, got ${size}`);
     }
-    return this.#sendToUser(getAddress(to), body, options);
+    const body = encodeContent(direct);
+    const recipient = getAddress(to);
+    const result = await this.#sendToUser(recipient, body, options);
+    if (recipient === this.#user) return result; // a note to self already reached every client of the user
+    const copy = encodeContent({ kind: ContentKind.SENT, to: recipient, content: direct });
+    const copies: string[] = [];
+    for (const sibling of [this.#user, ...(await this.#devicesOf(this.#user))]) {
+      if (sibling === this.address || sibling === recipient) continue;
+      try {
+        copies.push(...(await this.#sendContent(sibling, copy, options)).messageIds);
+      } catch (error) {
+        if (options.signal?.aborted) throw error;
+        this.#emit("error", error as Error);
+      }
+    }
+    return { ...result, copies };
   }
 
   /**
@@ -989,35 +1043,54 @@ export class SendingClient {
     return result;
   }
 
-  /** The device accounts of `user`: listed in its DID, with an active DID that lists `user` back. */
+  /**
+   * The device accounts of `user`: named DEVICE in its DID, with an active DID that names `user` as its OWNER. Read
+   * from the chain on every call: a device linked a moment ago gets the next message.
+   */
   async #devicesOf(user: string): Promise<string[]> {
     const view = await this.#did.readDid(user);
-    const back = getBytes(zeroPadValue(user, 32));
+    const back = deviceLinkEntry(DeviceLink.OWNER, user);
     const devices: string[] = [];
     for (const key of view.deviceKeys) {
-      const device = accountOfDeviceKey(key);
-      if (device === undefined) continue;
+      const device = accountOfLinkEntry(key, DeviceLink.DEVICE);
+      if (device === undefined || devices.includes(device)) continue;
       const dv = await this.#did.readDid(device);
       if (dv.status === DidStatus.Active && dv.deviceKeys.some((k) => bytesEqual(k, back))) devices.push(device);
     }
     return devices;
   }
 
-  /** The user whose device `sender` is (both DIDs name each other), or undefined; cached DEVICE_LINK_MAX_AGE_MS. */
+  /**
+   * The user whose device `sender` is (its DID names the user as OWNER, the user's DID names it as a DEVICE), or
+   * undefined for an account that is no linked device; cached DEVICE_LINK_MAX_AGE_MS.
+   */
   async #userOf(sender: string): Promise<string | undefined> {
     const cached = this.#ownerOf.get(sender);
     if (cached !== undefined && Date.now() - cached.at < DEVICE_LINK_MAX_AGE_MS) return cached.owner;
     let owner: string | undefined;
     for (const key of (await this.#did.readDid(sender)).deviceKeys) {
-      const candidate = accountOfDeviceKey(key);
+      const candidate = accountOfLinkEntry(key, DeviceLink.OWNER);
       if (candidate === undefined) continue;
-      if ((await this.#devicesOf(candidate)).includes(sender)) {
+      const view = await this.#did.readDid(candidate);
+      const forward = deviceLinkEntry(DeviceLink.DEVICE, sender);
+      if (view.status === DidStatus.Active && view.deviceKeys.some((k) => bytesEqual(k, forward))) {
         owner = candidate;
         break;
       }
     }
     this.#ownerOf.set(sender, { owner, at: Date.now() });
     return owner;
+  }
+
+  /** The user an account acts for: its user when it is a linked device, else the account itself. */
+  async #actingUser(account: string): Promise<string> {
+    if (account === this.address) return this.#user;
+    return (await this.#userOf(account)) ?? account;
+  }
+
+  /** The user this client acts for: the wallet of a device client, else this client's own address. */
+  get #user(): string {
+    return this.#owner?.address ?? this.address;
   }
 
   async #recipient(to: string): Promise<DidView> {
@@ -1159,31 +1232,43 @@ export class SendingClient {
   // ------------------------------------------------------------------------------------------------ groups
 
   /**
-   * Creates a group with `members` (addresses; this client is added) and sends this member's sender key to each
-   * other member over the pairwise sessions; each of them answers with its own. Returns the group id (hex).
+   * Creates a group with `members` (addresses; this client's user is added) and sends this client's sender key to
+   * every other participant (each member's account and linked devices, this user's other clients included) over the
+   * pairwise sessions; each of them answers with its own. Returns the group id (hex).
    */
   async createGroup(members: readonly string[], options: ClientCallOptions = {}): Promise<string> {
-    const all = [...new Set([this.address, ...members.map((m) => getAddress(m))])];
+    const all = [...new Set([this.#user, ...members.map((m) => getAddress(m))])];
     const groupId = this.#random(GROUP_ID_LENGTH);
-    const state = this.#newGroup(groupId, all);
+    const state = this.#newGroup(groupId, all, await this.#participantsOf(all));
     await this.#saveGroup(toHex(groupId));
-    await this.#distribute(groupId, state, state.session.distributionMessage(), all, options);
+    await this.#distribute(state, state.session.distributionMessage(), state.session.members, options);
     return toHex(groupId);
   }
 
-  /** The members of a group (this client included), or undefined for a group this client is not in. */
+  /** The members (users) of a group, this client's user included, or undefined for a group this client is not in. */
   groupMembers(groupId: string): readonly string[] | undefined {
     return this.#groups.get(normalizeGroupId(groupId))?.members;
   }
 
-  #newGroup(groupId: Uint8Array, members: readonly string[]): GroupState {
+  #newGroup(groupId: Uint8Array, members: readonly string[], participants: readonly string[], epoch = 0): GroupState {
     const session = GroupSession.create(
-      { groupId, selfId: this.address, members: members.filter((m) => m !== this.address) },
+      { groupId, selfId: this.address, members: participants.filter((p) => p !== this.address), epoch },
       { randomBytes: this.#options.randomBytes },
     );
     const state = { session, members: [...members] };
     this.#groups.set(toHex(groupId), state);
     return state;
+  }
+
+  /** Every account that takes part for `members`: each member and its linked devices, this client left out. */
+  async #participantsOf(members: readonly string[]): Promise<string[]> {
+    const out = new Set<string>();
+    for (const member of members) {
+      out.add(member);
+      for (const device of await this.#devicesOf(member)) out.add(device);
+    }
+    out.delete(this.address);
+    return [...out];
   }
 
   /** Stores a group's members and session, encrypted, replacing the previous record (old chain keys must go). */
@@ -1225,20 +1310,49 @@ export class SendingClient {
     }
   }
 
+  /**
+   * Sends this client's sender-key distribution with the member list to each of `to` (participants), pairwise. A
+   * member's account that cannot be reached throws; a device that cannot be is an "error" event.
+   */
   async #distribute(
-    groupId: Uint8Array,
     state: GroupState,
     distribution: Uint8Array,
     to: readonly string[],
     options: ClientCallOptions,
   ): Promise<void> {
+    const groupId = state.session.groupId;
     const content = encodeContent({ kind: ContentKind.GROUP_KEY, groupId, members: state.members, distribution });
-    for (const member of to) {
-      if (member === this.address) continue;
-      await this.#sendContent(member, content, options);
-    }
+    await this.#sendToParticipants(state, to, content, options);
   }
 
+  /** Sends `content` to each of `to`; failures at members' accounts throw, at devices they are "error" events. */
+  async #sendToParticipants(
+    state: GroupState,
+    to: readonly string[],
+    content: Uint8Array,
+    options: ClientCallOptions,
+  ): Promise<SendResult> {
+    const result: SendResult = { messageIds: [], routes: [] };
+    for (const participant of to) {
+      if (participant === this.address) continue;
+      try {
+        const sent = await this.#sendContent(participant, content, options);
+        result.messageIds.push(...sent.messageIds);
+        result.routes.push(...sent.routes);
+      } catch (error) {
+        if (state.members.includes(participant) || options.signal?.aborted) throw error;
+        this.#emit("error", error as Error);
+      }
+    }
+    return result;
+  }
+
+  /**
+   * A participant's sender key (and the member list) arrived. The sender must be a member or a linked device of one,
+   * and the list must name this client's user. A new group is joined (this client's key goes to every participant);
+   * a list that lacks members removes them: their accounts and devices are dropped and this client rekeys; a list
+   * with new members, or a sender that is a device not yet known, gets this client's key.
+   */
   async #onGroupKey(
     from: string,
     groupId: Uint8Array,
@@ -1246,34 +1360,28 @@ export class SendingClient {
     distribution: Uint8Array,
   ): Promise<void> {
     const id = toHex(groupId);
-    if (!members.includes(from) || !members.includes(this.address)) {
+    if (!members.includes(await this.#actingUser(from)) || !members.includes(this.#user)) {
       throw new TamperedMessageError(`SendingClient: group key for ${id} from a non-member or not naming this client`);
     }
+    const epoch = decodeSenderKeyDistribution(distribution).epoch;
     let state = this.#groups.get(id);
     if (state === undefined) {
-      state = this.#newGroup(groupId, members);
+      const participants = await this.#participantsOf(members);
+      if (!participants.includes(from)) participants.push(from); // linked a moment ago: it proved its user above
+      // Joining in the sender's epoch: a key of an older epoch than the others' would be refused as stale.
+      state = this.#newGroup(groupId, members, participants, epoch);
       state.session.processDistribution(from, distribution);
       await this.#saveGroup(id);
       await this.#retryGroupMessages(id);
-      await this.#distribute(groupId, state, state.session.distributionMessage(), members, {});
+      await this.#distribute(state, state.session.distributionMessage(), state.session.members, {});
       this.#emit("group", id);
       return;
     }
-    if (!state.members.includes(from)) return; // a removed member's key: ignored
-    const removed = state.members.filter((m) => !members.includes(m));
-    const added = members.filter((m) => !state!.members.includes(m));
-    if (removed.length > 0) {
-      state.members = state.members.filter((m) => !removed.includes(m));
-      const fresh = state.session.rekey(removed);
-      await this.#saveGroup(id);
-      await this.#distribute(groupId, state, fresh, state.members, {});
-    }
-    for (const member of added) {
-      state.members.push(member);
-      const mine = state.session.addMember(member);
-      await this.#saveGroup(id);
-      await this.#distribute(groupId, state, mine, [member], {});
-    }
+    if (!state.members.includes(await this.#actingUser(from))) return; // a removed member's key: ignored
+    // A key from before this client's last rekey carries an old member list (one that still names a removed
+    // member, say): only the key counts then, never the list.
+    if (epoch >= state.session.epoch) await this.#followMembers(state, members);
+    if (!state.session.members.includes(from)) await this.#addParticipants(state, [from], {});
     try {
       state.session.processDistribution(from, distribution);
     } catch (error) {
@@ -1285,24 +1393,67 @@ export class SendingClient {
   }
 
   /**
-   * Removes `member` from a group: rekeys (a new sender key in the next epoch, the removed member's keys dropped) and
-   * sends the new key and member list to the remaining members, who rekey too. The removed member cannot read what
-   * is sent after.
+   * Brings a group's members to `members`: members missing from it are removed (their accounts and devices dropped,
+   * this client rekeys and sends its new key to the rest); new members' accounts and devices get this client's key.
+   */
+  async #followMembers(state: GroupState, members: readonly string[]): Promise<void> {
+    const removed = state.members.filter((m) => !members.includes(m));
+    const added = members.filter((m) => !state.members.includes(m));
+    if (removed.length > 0) await this.#rekeyWithout(state, removed, {});
+    if (added.length === 0) return;
+    state.members.push(...added);
+    const joining = (await this.#participantsOf(added)).filter((p) => !state.session.members.includes(p));
+    await this.#addParticipants(state, joining, {});
+  }
+
+  /**
+   * Removes `removed` (users) from a group: drops every participant that no longer acts for a member (their
+   * accounts, their devices, and devices unlinked since), rekeys, stores, and sends the new key to the rest.
+   */
+  async #rekeyWithout(state: GroupState, removed: readonly string[], options: ClientCallOptions): Promise<void> {
+    state.members = state.members.filter((m) => !removed.includes(m));
+    const leaving: string[] = [];
+    for (const p of state.session.members) {
+      if (!state.members.includes(await this.#actingUser(p))) leaving.push(p);
+    }
+    const fresh = state.session.rekey(leaving);
+    await this.#saveGroup(toHex(state.session.groupId));
+    await this.#distribute(state, fresh, state.session.members, options);
+  }
+
+  /** Adds participants to a group's session (no rekey) and sends each this client's current sender key. */
+  async #addParticipants(state: GroupState, joining: readonly string[], options: ClientCallOptions): Promise<void> {
+    if (joining.length === 0) return;
+    let mine: Uint8Array | undefined;
+    for (const p of joining) mine = state.session.addMember(p);
+    await this.#saveGroup(toHex(state.session.groupId));
+    await this.#distribute(state, mine!, joining, options);
+  }
+
+  /**
+   * Removes `member` (a user) from a group: rekeys (a new sender key in the next epoch; the member's account and
+   * devices and their keys dropped) and sends the new key and member list to the remaining participants, who rekey
+   * too. Neither the removed member's account nor its devices can read what is sent after.
    */
   async removeGroupMember(groupId: string, member: string, options: ClientCallOptions = {}): Promise<void> {
     const id = normalizeGroupId(groupId);
     const state = this.#groups.get(id);
     if (state === undefined) throw new ClientError("UnknownGroup", `removeGroupMember: not in group ${id}`);
     const removed = getAddress(member);
-    state.members = state.members.filter((m) => m !== removed);
-    const fresh = state.session.rekey([removed]);
-    await this.#saveGroup(id);
-    await this.#distribute(state.session.groupId, state, fresh, state.members, options);
+    if (!state.members.includes(removed)) {
+      throw new ClientError("NotMember", `removeGroupMember: ${removed} is not a member of group ${id}`);
+    }
+    if (removed === this.#user) {
+      throw new ClientError("NotMember", `removeGroupMember: ${removed} is this client's own user`);
+    }
+    await this.#rekeyWithout(state, [removed], options);
   }
 
   /**
-   * Sends a text or binary message to every other member of a group: one sender-key encryption, carried to each
-   * member inside its pairwise session. Throws ClientError("UnknownGroup" | "MessageTooLarge").
+   * Sends a text or binary message to the group: one sender-key encryption, carried inside the pairwise session to
+   * each other participant (every member's account and linked devices, this user's other clients included; a device
+   * linked since the last message gets this client's key first). Receivers show a device's message as its user's.
+   * Throws ClientError("UnknownGroup" | "MessageTooLarge"); a device that cannot be reached is an "error" event.
    */
   async sendToGroup(
     groupId: string,
@@ -1316,6 +1467,9 @@ export class SendingClient {
     if (plaintext.length > MAX_GROUP_MESSAGE_BYTES) {
       throw new ClientError("MessageTooLarge", `sendToGroup: at most ${MAX_GROUP_MESSAGE_BYTES} bytes`);
     }
+    // A device linked to a member since the last message gets this client's key first, so it reads this one.
+    const joining = (await this.#participantsOf(state.members)).filter((p) => !state.session.members.includes(p));
+    await this.#addParticipants(state, joining, options);
     const ciphertext = state.session.encrypt(plaintext);
     await this.#saveGroup(id); // before anything leaves: a restart must never reuse this chain step
     const body = encodeContent({
@@ -1323,19 +1477,13 @@ export class SendingClient {
       groupId: state.session.groupId,
       message: ciphertext,
     });
-    const result: SendResult = { messageIds: [], routes: [] };
-    for (const member of state.members) {
-      if (member === this.address) continue;
-      const sent = await this.#sendContent(member, body, options);
-      result.messageIds.push(...sent.messageIds);
-      result.routes.push(...sent.routes);
-    }
+    const result = await this.#sendToParticipants(state, state.session.members, body, options);
     return { ...result, ciphertext };
   }
 
   /**
-   * Decrypts a sender-key message of a group with this client's keys (for messages kept or forwarded by the app).
-   * Throws ClientError("UnknownGroup") or SenderKeyError (e.g. "UnknownSenderKey" for a member removed before it).
+   * Decrypts a sender-key message of a group with this client's keys (for messages kept or forwarded by the app);
+   * `from` is the sending account (a device account for a message a device sent). Throws ClientError("UnknownGroup") or SenderKeyError (e.g. "UnknownSenderKey" for a member removed before it).
    */
   async decryptGroupMessage(groupId: string, ciphertext: Uint8Array): Promise<{ from: string; plaintext: Uint8Array }> {
     const id = normalizeGroupId(groupId);
@@ -1434,10 +1582,12 @@ export class SendingClient {
   /**
    * Seals `contents` under the wallet's backup key, points the DID at it (`backupPointer`), and parks the blob in this
    * client's own inbox at its home nodes (as chunks through the relay, kept for MAX_TTL_SECONDS), where any client
-   * of the same wallet finds it. Older backup chunks are acknowledged (deleted) once the new pointer is set.
+   * of the same wallet finds it. Once the new pointer is set, the chunks of the backup the DID named before are
+   * acknowledged (deleted) at the home nodes.
    */
   async backup(contents: BackupContents, options: ClientCallOptions = {}): Promise<string> {
     if (this.#homeNodes.length === 0) await this.#loadHomeNodes();
+    const previous = (await this.#did.readDid(this.address)).backupPointer;
     const blob = sealBackup(this.#identity, contents, this.#options.randomBytes);
     const pointer = backupPointer(blob);
     const homes = this.#homeNodes.filter((n) => n.active);
@@ -1447,6 +1597,11 @@ export class SendingClient {
       await this.#deliverPayload(payload, homes, options);
     }
     await this.#did.setBackupPointer(pointer);
+    // Only the backup the DID named before: chunks of another digest may be a backup another app of the same wallet
+    // is making right now (its chunks travel before its pointer is set).
+    if (previous !== pointer && previous.startsWith("sha256:")) {
+      await this.#dropBackup(previous.slice("sha256:".length).toLowerCase(), options);
+    }
     return pointer;
   }
 
@@ -1481,7 +1636,7 @@ export class SendingClient {
       throw new ClientError("BackupNotFound", "restoreBackup: the DID names no backup");
     await this.sync(options);
     const digest = pointer.slice("sha256:".length).toLowerCase();
-    const chunks = [...this.#backupChunks.values()].filter((c) => toHex(c.digest) === digest);
+    const chunks = [...this.#backupChunks.values()].map((k) => k.chunk).filter((c) => toHex(c.digest) === digest);
     const count = chunks[0]?.count ?? 0;
     const byIndex = new Map(chunks.map((c) => [c.index, c]));
     if (count === 0 || byIndex.size !== count) {
@@ -1502,13 +1657,60 @@ export class SendingClient {
     return openBackup(this.#identity, blob);
   }
 
-  #keepBackupChunk(stored: StoredEnvelope): void {
+  /**
+   * Keeps a backup chunk met at `node` for `restoreBackup`, or says it is "stale" (of a replaced backup: to be
+   * acknowledged). A chunk that does not parse is reported and left where it is (it expires).
+   */
+  #keepBackupChunk(node: EdgeNodeInfo, stored: StoredEnvelope): "kept" | "stale" | "malformed" {
+    let chunk: BackupChunk;
     try {
-      const chunk = parseBackupChunk(stored.envelope);
-      this.#backupChunks.set(toHex(stored.messageId), chunk);
+      chunk = parseBackupChunk(stored.envelope);
     } catch (error) {
       this.#emit("error", error as Error);
+      return "malformed";
     }
+    const id = toHex(stored.messageId);
+    if (this.#staleBackups.has(toHex(chunk.digest))) {
+      this.#backupChunks.delete(id);
+      return "stale";
+    }
+    const kept = this.#backupChunks.get(id) ?? { chunk, operators: new Set<string>() };
+    kept.operators.add(node.operator);
+    this.#backupChunks.set(id, kept);
+    return "kept";
+  }
+
+  /**
+   * Deletes the chunks of a replaced backup (`digest`, hex) from the home nodes: those this client has met are
+   * acknowledged where they were met, the rest as a drain of the inbox meets them. A failure is an "error" event:
+   * the chunks then expire with their TTL.
+   */
+  async #dropBackup(digest: string, options: ClientCallOptions): Promise<void> {
+    this.#staleBackups.add(digest);
+    const byOperator = new Map<string, Uint8Array[]>();
+    for (const [id, kept] of this.#backupChunks) {
+      if (toHex(kept.chunk.digest) !== digest) continue;
+      this.#backupChunks.delete(id);
+      for (const operator of kept.operators) {
+        byOperator.set(operator, [...(byOperator.get(operator) ?? []), getBytes(`0x${id}`)]);
+      }
+    }
+    for (const node of this.#homeNodes) {
+      const ids = byOperator.get(node.operator) ?? [];
+      for (let i = 0; i < ids.length; i += INBOX_MAX_BATCH) {
+        try {
+          const slice = ids.slice(i, i + INBOX_MAX_BATCH);
+          await ackInbox(this.#host, asNode(node), this.#signer, slice, {
+            signal: options.signal,
+            randomBytes: this.#random,
+          });
+        } catch (error) {
+          if (options.signal?.aborted) throw error;
+          this.#emit("error", error as Error);
+        }
+      }
+    }
+    await this.sync(options);
   }
 }
 
@@ -1521,6 +1723,13 @@ function normalizeGroupId(groupId: string): string {
   if (!/^[0-9a-f]{64}$/.test(hex))
     throw new ClientError("UnknownGroup", `expected a 32-byte hex group id, got ${groupId}`);
   return hex;
+}
+
+/** The kind and payload fields of a message for a text or binary content. */
+function directMessage(content: DirectContent): Pick<ReceivedMessage, "kind" | "text" | "data"> {
+  return content.kind === ContentKind.TEXT
+    ? { kind: "text", text: content.text, data: new TextEncoder().encode(content.text) }
+    : { kind: "binary", data: content.data };
 }
 
 function decodeText(bytes: Uint8Array): string | undefined {
@@ -1574,12 +1783,24 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** What a `deviceKeys` entry that names an account says about it (byte 11 of the entry). */
+const DeviceLink = { DEVICE: 0x00, OWNER: 0x01 } as const;
+
 /**
- * The account a `deviceKeys` entry names, or undefined. A device entry is the device account's address left-padded to
- * 32 bytes: 12 zero bytes, which an X25519 key has with probability 2^-96, so the two kinds of entry cannot be
- * confused.
+ * The `deviceKeys` entry naming `account`: 11 zero bytes, the role byte, the 20-byte address. DEVICE (0x00, the
+ * address left-padded to 32 bytes) sits in a user's DID and names one of its devices; OWNER (0x01) sits in a device's
+ * DID and names the user it belongs to. The role gives the link its direction: both DIDs name each other, so without
+ * it a user with one device and that device would look alike. An X25519 key starts with these 11 zero bytes and the
+ * role byte with probability 2^-96, so the entries cannot be confused with device identity keys.
  */
-function accountOfDeviceKey(key: Uint8Array): string | undefined {
-  if (key.length !== 32 || key.subarray(0, 12).some((b) => b !== 0)) return undefined;
+function deviceLinkEntry(role: (typeof DeviceLink)[keyof typeof DeviceLink], account: string): Uint8Array {
+  const entry = getBytes(zeroPadValue(account, 32));
+  entry[11] = role;
+  return entry;
+}
+
+/** The account a `deviceKeys` entry names in `role`, or undefined for any other entry. */
+function accountOfLinkEntry(key: Uint8Array, role: (typeof DeviceLink)[keyof typeof DeviceLink]): string | undefined {
+  if (key.length !== 32 || key.subarray(0, 11).some((b) => b !== 0) || key[11] !== role) return undefined;
   return getAddress(hexlify(key.subarray(12)));
 }

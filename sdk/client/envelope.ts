@@ -15,7 +15,9 @@
  *     RATCHET 0x02  body = ratchet message
  *   content       = the ratchet plaintext: kind (1) || …
  *     TEXT 0x01 UTF-8 | BINARY 0x02 bytes | GROUP_KEY 0x03 group id (32) || count (1) || count × member (20) ||
- *     sender-key distribution (121) | GROUP_MESSAGE 0x04 group id (32) || sender-key message
+ *     sender-key distribution (121) | GROUP_MESSAGE 0x04 group id (32) || sender-key message |
+ *     SENT 0x05 recipient address (20) || a TEXT or BINARY content (a copy of what another client of the same user
+ *     sent to that recipient, so each of the user's clients shows the whole conversation)
  *
  * The ephemeral key is fresh per envelope, so nonce 0 is safe. The seal hides the sender from the nodes; it does not
  * authenticate the sender by itself: the ratchet session does (a RATCHET message only opens under the session with
@@ -36,7 +38,7 @@ export const EnvelopeKind = { SEALED: 0x01, BACKUP: 0x02 } as const;
 /** Inner message types. */
 export const InnerType = { INITIAL: 0x01, RATCHET: 0x02 } as const;
 /** Content kinds (the first byte of a ratchet plaintext). */
-export const ContentKind = { TEXT: 0x01, BINARY: 0x02, GROUP_KEY: 0x03, GROUP_MESSAGE: 0x04 } as const;
+export const ContentKind = { TEXT: 0x01, BINARY: 0x02, GROUP_KEY: 0x03, GROUP_MESSAGE: 0x04, SENT: 0x05 } as const;
 
 /** Bytes a sealed envelope adds around its inner message: kind, epk, tag. */
 export const SEAL_OVERHEAD = 1 + 32 + TAG_LENGTH;
@@ -52,8 +54,13 @@ export const MAX_BACKUP_CHUNK_BYTES = MAX_DELIVERY_ENVELOPE_BYTES - BACKUP_CHUNK
  */
 export const MAX_CONTENT_BYTES =
   MAX_DELIVERY_ENVELOPE_BYTES - SEAL_OVERHEAD - INNER_HEADER_BYTES - X3DH_HEADER_LENGTH - RATCHET_MESSAGE_OVERHEAD;
-/** Largest text or binary message body (the content minus its kind byte). */
-export const MAX_MESSAGE_BYTES = MAX_CONTENT_BYTES - 1;
+/** Bytes a sent copy adds before the content it copies: kind and recipient address. */
+export const SENT_COPY_HEADER_BYTES = 1 + 20;
+/**
+ * Largest text or binary message body: the content minus its kind byte, and minus the sent-copy header, so that the
+ * copy to the sender's other clients (a SENT content wrapping this one) fits a message too.
+ */
+export const MAX_MESSAGE_BYTES = MAX_CONTENT_BYTES - 1 - SENT_COPY_HEADER_BYTES;
 /** Largest group message body: the content minus kind, group id and the sender-key overhead. */
 export const MAX_GROUP_MESSAGE_BYTES = MAX_CONTENT_BYTES - 1 - GROUP_ID_LENGTH - SENDER_KEY_MESSAGE_OVERHEAD;
 /** Most members a group distribution lists: what fits beside the distribution message in one content. */
@@ -86,17 +93,27 @@ export interface InnerMessage {
   readonly body: Uint8Array;
 }
 
+/** A text or binary content: what a user writes. */
+export type DirectContent =
+  | { readonly kind: typeof ContentKind.TEXT; readonly text: string }
+  | { readonly kind: typeof ContentKind.BINARY; readonly data: Uint8Array };
+
 /** A decoded content. */
 export type Content =
-  | { readonly kind: typeof ContentKind.TEXT; readonly text: string }
-  | { readonly kind: typeof ContentKind.BINARY; readonly data: Uint8Array }
+  | DirectContent
   | {
       readonly kind: typeof ContentKind.GROUP_KEY;
       readonly groupId: Uint8Array;
       readonly members: readonly string[];
       readonly distribution: Uint8Array;
     }
-  | { readonly kind: typeof ContentKind.GROUP_MESSAGE; readonly groupId: Uint8Array; readonly message: Uint8Array };
+  | { readonly kind: typeof ContentKind.GROUP_MESSAGE; readonly groupId: Uint8Array; readonly message: Uint8Array }
+  | {
+      readonly kind: typeof ContentKind.SENT;
+      /** Checksummed address the copied message was sent to. */
+      readonly to: string;
+      readonly content: DirectContent;
+    };
 
 /** A piece of a backup blob. */
 export interface BackupChunk {
@@ -175,6 +192,12 @@ export function encodeContent(content: Content): Uint8Array {
       if (content.groupId.length !== GROUP_ID_LENGTH) throw malformed("encodeContent: expected a 32-byte group id");
       w.bytes(content.groupId).bytes(content.message);
       break;
+    case ContentKind.SENT:
+      if (content.content.kind !== ContentKind.TEXT && content.content.kind !== ContentKind.BINARY) {
+        throw malformed("encodeContent: a sent copy holds a text or binary content");
+      }
+      w.bytes(getBytes(getAddress(content.to))).bytes(encodeContent(content.content));
+      break;
   }
   const out = w.finish();
   if (out.length > MAX_CONTENT_BYTES) {
@@ -217,6 +240,14 @@ export function parseContent(bytes: Uint8Array): Content {
         groupId: rest.slice(0, GROUP_ID_LENGTH),
         message: rest.slice(GROUP_ID_LENGTH),
       };
+    }
+    case ContentKind.SENT: {
+      if (rest.length < 21) throw malformed(`${where}: sent copy too short`);
+      const copied = parseContent(rest.subarray(20));
+      if (copied.kind !== ContentKind.TEXT && copied.kind !== ContentKind.BINARY) {
+        throw malformed(`${where}: expected a text or binary content in a sent copy, got kind ${rest[20]}`);
+      }
+      return { kind: ContentKind.SENT, to: getAddress(hexlify(rest.subarray(0, 20))), content: copied };
     }
     default:
       throw malformed(`${where}: unknown content kind ${bytes[0]}`);

@@ -8,3 +8,4 @@ export * from "./did";
 export * from "./backup";
 export * from "./envelope";
 export * from "./client";
+export * from "./seen";

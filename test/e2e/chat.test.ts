@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { deployProtocolFixture } from "../fixtures/protocol";
 import { startEdgeNode, type EdgeNode } from "../../node/edge";
+import { DEFAULT_INBOX_QUOTA } from "../../node/inbox";
 import { createLogger } from "../../node/log";
 import { NodeRole, TOKEN } from "../../sdk/chain/protocol";
 import { SenderKeyError } from "../../sdk/crypto/senderKeys";
@@ -14,11 +15,21 @@ import { RatchetError, TamperedMessageError } from "../../sdk/crypto/ratchet";
 import { readEdgeNodes } from "../../sdk/chain/nodes";
 import { sendPacket, recipientIdOf } from "../../sdk/net/calls";
 import { peerIdBytes } from "../../sdk/net/peerId";
-import { InnerType, sealEnvelope } from "../../sdk/client/envelope";
+import {
+  ContentKind,
+  EnvelopeKind,
+  InnerType,
+  encodeContent,
+  parseBackupChunk,
+  sealEnvelope,
+} from "../../sdk/client/envelope";
+import { toHex } from "../../sdk/crypto/bytes";
 import { encodeDelivery } from "../../sdk/wire/messages";
 import { wrapPacket } from "../../sdk/wire/onion";
 import { FileStorage, MemoryStorage, type StorageAdapter } from "../../sdk/storage";
 import {
+  ClientError,
+  MAX_MESSAGE_BYTES,
   NoPrekeysError,
   ONE_TIME_PREKEYS_BATCH,
   SendingClient,
@@ -76,6 +87,46 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     clients.push(c);
     c.on("error", () => undefined); // background failures are asserted through their effects
     return c;
+  }
+
+  /** A second app of `signer`'s wallet: a device account linked both ways, registered on `homeNode` and started. */
+  async function device(signer: HardhatEthersSigner, homeNode: string) {
+    const d = await SendingClient.createDevice({
+      signer,
+      storage: new MemoryStorage(),
+      deployment: ctx.deployment,
+      provider: ethers.provider,
+      oneTimePrekeys: 6,
+    });
+    clients.push(d);
+    d.on("error", () => undefined);
+    await d.register({ homeNodes: [homeNode] });
+    await d.start();
+    return d;
+  }
+
+  /** Every message `client` emits from now on. */
+  function collect(c: SendingClient): ReceivedMessage[] {
+    const got: ReceivedMessage[] = [];
+    c.on("message", (m) => got.push(m));
+    return got;
+  }
+
+  /** Sends `envelope` to `recipient` through 3 hops ending at its home node `exitOperator`, outside any client. */
+  async function deliverRaw(from: SendingClient, recipient: string, exitOperator: string, envelope: Uint8Array) {
+    const edges = await readEdgeNodes(ctx.registry);
+    const exit = edges.find((n) => n.operator === exitOperator)!;
+    const [entry, middle] = edges.filter((n) => n.operator !== exitOperator);
+    const payload = encodeDelivery({ messageId: crypto.getRandomValues(new Uint8Array(16)), ttlSeconds: 60, envelope });
+    const route = [entry, middle, exit].map((n) => ({
+      peerId: peerIdBytes(n.peerId),
+      relayPublicKey: n.relayPublicKey,
+    }));
+    await sendPacket(
+      from.host,
+      { peerId: entry.peerId, multiaddrs: entry.multiaddrs },
+      wrapPacket(route, recipientIdOf(recipient), payload),
+    );
   }
 
   before(async () => {
@@ -279,6 +330,8 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     expect((await live).text).to.equal("back online");
   });
 
+  let bobPhone: SendingClient;
+
   it("delivers to every device of a user, and shows a device's messages as its user's", async () => {
     // Bob opens a second app: a device account of its own, linked both ways with Bob's DID.
     const phone = await SendingClient.createDevice({
@@ -294,6 +347,7 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     expect(phone.address).to.not.equal(bob.address);
     await phone.register({ homeNodes: [nodes[3].operator] });
     await phone.start();
+    bobPhone = phone;
 
     const atBob = next(bobClient);
     const atPhone = next(phone);
@@ -310,27 +364,111 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     expect(fromPhone.text).to.equal("from bob's phone");
     expect(fromPhone.from).to.equal(bob.address);
     expect(fromPhone.device).to.equal(phone.address);
+
+    // Bob's own account (linked to a device now) is still shown as Bob, not as a device of its phone.
+    const fromLaptop = next(aliceClient);
+    await bobClient.send(alice.address, "from bob's laptop");
+    expect((await fromLaptop).from).to.equal(bob.address);
+    expect((await fromLaptop).device).to.equal(undefined);
   });
 
-  it("runs a group of three by sender keys; a removed member cannot read later messages", async () => {
+  it("copies what one client of a user sends to the user's other clients, marked as sent to its recipient", async () => {
+    const atAlice = collect(aliceClient);
+    const copyAtPhone = next(bobPhone, (m) => m.sent === true && m.text === "sent from the laptop");
+    const sent = await bobClient.send(alice.address, "sent from the laptop");
+    expect(sent.copies).to.have.length(1); // to the phone
+    const copy = await copyAtPhone;
+    expect(copy).to.include({ sent: true, to: alice.address, from: bob.address, text: "sent from the laptop" });
+    expect(copy.device).to.equal(undefined); // the wallet's own client sent it
+
+    // The other way: the phone sends, the wallet's client gets the copy naming the phone.
+    const copyAtBob = next(bobClient, (m) => m.sent === true && m.kind === "binary");
+    await bobPhone.send(alice.address, new Uint8Array([7, 7, 7]));
+    const back = await copyAtBob;
+    expect(back).to.include({ sent: true, to: alice.address, from: bob.address, device: bobPhone.address });
+    expect(back.kind).to.equal("binary");
+    expect(back.data).to.deep.equal(new Uint8Array([7, 7, 7]));
+
+    // The largest message still has room for its copy; one byte more is refused before anything leaves.
+    const largest = new Uint8Array(MAX_MESSAGE_BYTES).fill(1);
+    const bigCopy = next(bobPhone, (m) => m.sent === true && m.data.length === MAX_MESSAGE_BYTES);
+    await bobClient.send(alice.address, largest);
+    expect((await bigCopy).data).to.deep.equal(largest);
+    for (const tooLarge of [new Uint8Array(MAX_MESSAGE_BYTES + 1), "x".repeat(5_000)]) {
+      await bobClient.send(alice.address, tooLarge).then(
+        () => expect.fail("expected MessageTooLarge"),
+        (e: unknown) => expect(e).to.be.instanceOf(ClientError).with.property("code", "MessageTooLarge"),
+      );
+    }
+
+    // Alice got each message once, as Bob's, and no copy.
+    await until(() => atAlice.length >= 3, "the three messages at Alice");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // (Each went its own route: the order of arrival is not fixed.)
+    expect(atAlice.map((m) => [m.text ?? `<${m.data.length} bytes>`, m.from, m.sent])).to.have.deep.members([
+      ["sent from the laptop", bob.address, undefined],
+      ["<3 bytes>", bob.address, undefined],
+      [`<${MAX_MESSAGE_BYTES} bytes>`, bob.address, undefined],
+    ]);
+  });
+
+  it("refuses a sent copy from someone who is not a client of the same user", async () => {
+    // Henry chats with Bob, then forges, over his real session, a copy "sent by Bob to Carol".
+    const henry = await client(ctx.signers[12]);
+    await henry.register({ homeNodes: [nodes[0].operator] });
+    const hello = next(bobClient, (m) => m.from === henry.address);
+    await henry.send(bob.address, "hi bob, it's henry");
+    await hello;
+    const session = (await henry.identity.loadSession(bob.address))!;
+    const forged = encodeContent({
+      kind: ContentKind.SENT,
+      to: carol.address,
+      content: { kind: ContentKind.TEXT, text: "I never sent this" },
+    });
+    const envelope = sealEnvelope(bobClient.identity.publicIdentity.dh, {
+      type: InnerType.RATCHET,
+      sender: henry.address,
+      body: session.encrypt(forged),
+    });
+    const errors: Error[] = [];
+    const listener = (e: Error) => errors.push(e);
+    bobClient.on("error", listener);
+    const got = collect(bobClient);
+    await deliverRaw(henry, bob.address, nodes[1].operator, envelope);
+    await until(() => errors.length === 1, "the forged copy to be refused");
+    bobClient.off("error", listener);
+    expect(errors[0]).to.be.instanceOf(TamperedMessageError);
+    expect(errors[0].message).to.match(/sent copy/);
+    expect(got).to.deep.equal([]);
+  });
+
+  it("runs a group by sender keys across members' devices; a removed member's account and devices cannot read on", async () => {
     const carolClient = await client(carol);
     await carolClient.register({ homeNodes: [nodes[3].operator] });
     await carolClient.start();
+    const carolTablet = await device(carol, nodes[2].operator);
 
     const groupId = await aliceClient.createGroup([bob.address, carol.address]);
-    // Bob and Carol answer with their own sender keys; wait until everyone holds everyone's.
-    const hasKeys = (c: SendingClient) => c.groupMembers(groupId)?.length === 3;
-    await until(() => hasKeys(bobClient) && hasKeys(carolClient), "the group to form");
+    // Every participant (Bob, his phone, Carol, her tablet) joins and answers with its own sender key.
+    const joined = (c: SendingClient) => c.groupMembers(groupId)?.length === 3;
+    await until(() => [bobClient, bobPhone, carolClient, carolTablet].every(joined), "the group to form");
+    expect(carolTablet.groupMembers(groupId)).to.have.members([alice.address, bob.address, carol.address]);
 
-    const atBob = next(bobClient, (m) => m.groupId === groupId);
-    const atCarol = next(carolClient, (m) => m.groupId === groupId);
-    await aliceClient.sendToGroup(groupId, "hello group");
-    expect((await atBob).text).to.equal("hello group");
-    expect((await atCarol).text).to.equal("hello group");
-    expect((await atCarol).from).to.equal(alice.address);
+    const inGroup = (c: SendingClient) => next(c, (m) => m.groupId === groupId);
+    const everyone = [bobClient, bobPhone, carolClient, carolTablet];
+    let arriving = everyone.map(inGroup);
+    const first = await aliceClient.sendToGroup(groupId, "hello group");
+    expect(first.messageIds).to.have.length(4); // Bob, his phone, Carol, her tablet
+    for (const m of await Promise.all(arriving)) expect(m).to.include({ text: "hello group", from: alice.address });
 
-    const fromBobAtAlice = next(aliceClient, (m) => m.groupId === groupId);
-    const fromBobAtCarol = next(carolClient, (m) => m.groupId === groupId);
+    // A device sends into the group: its message is shown as its user's, on every other client, Carol's too.
+    arriving = [aliceClient, bobClient, bobPhone, carolClient].map(inGroup);
+    await carolTablet.sendToGroup(groupId, "from carol's tablet");
+    for (const m of await Promise.all(arriving)) {
+      expect(m).to.include({ text: "from carol's tablet", from: carol.address, device: carolTablet.address });
+    }
+
+    arriving = [aliceClient, carolClient].map(inGroup);
     await until(async () => {
       try {
         await bobClient.sendToGroup(groupId, "bob to the group");
@@ -339,24 +477,49 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
         return false; // Carol's key may still be on its way to Bob
       }
     }, "Bob to send to the group");
-    expect((await fromBobAtAlice).text).to.equal("bob to the group");
-    expect((await fromBobAtCarol).text).to.equal("bob to the group");
+    for (const m of await Promise.all(arriving)) expect(m).to.include({ text: "bob to the group", from: bob.address });
 
     await aliceClient.removeGroupMember(groupId, carol.address);
-    await until(() => bobClient.groupMembers(groupId)?.length === 2, "Bob to rekey without Carol");
-    const carolGot: ReceivedMessage[] = [];
-    carolClient.on("message", (m) => carolGot.push(m));
-    const later = next(bobClient, (m) => m.groupId === groupId);
-    const secret = await aliceClient.sendToGroup(groupId, "carol is gone");
-    expect((await later).text).to.equal("carol is gone");
-    expect(secret.messageIds).to.have.length(1); // sent to Bob only
-    // Even holding the ciphertext, Carol's keys do not open it.
-    await carolClient.decryptGroupMessage(groupId, secret.ciphertext).then(
-      () => expect.fail("Carol opened a message sent after her removal"),
-      (e: unknown) => expect(e).to.be.instanceOf(SenderKeyError),
+    await until(
+      () => bobClient.groupMembers(groupId)?.length === 2 && bobPhone.groupMembers(groupId)?.length === 2,
+      "Bob and his phone to rekey without Carol",
     );
+    const carolGot = collect(carolClient);
+    const tabletGot = collect(carolTablet);
+    arriving = [bobClient, bobPhone].map(inGroup);
+    const secret = await aliceClient.sendToGroup(groupId, "carol is gone");
+    for (const m of await Promise.all(arriving)) expect(m.text).to.equal("carol is gone");
+    expect(secret.messageIds).to.have.length(2); // Bob and his phone only
+    // Even holding the ciphertext, neither Carol's account nor her tablet can open it.
+    for (const removed of [carolClient, carolTablet]) {
+      await removed.decryptGroupMessage(groupId, secret.ciphertext).then(
+        () => expect.fail("a removed member's client opened a message sent after the removal"),
+        (e: unknown) => expect(e).to.be.instanceOf(SenderKeyError),
+      );
+    }
+    // Nor what Bob's phone sends after the removal (it rekeyed too).
+    arriving = [aliceClient, bobClient].map(inGroup);
+    const fromPhone = await bobPhone.sendToGroup(groupId, "phone after the removal");
+    expect(fromPhone.messageIds).to.have.length(2); // Alice and Bob's own account
+    for (const m of await Promise.all(arriving)) {
+      expect(m).to.include({ text: "phone after the removal", from: bob.address, device: bobPhone.address });
+    }
+    for (const removed of [carolClient, carolTablet]) {
+      await removed.decryptGroupMessage(groupId, fromPhone.ciphertext).then(
+        () => expect.fail("a removed member's client opened a message sent after the removal"),
+        (e: unknown) => expect(e).to.be.instanceOf(SenderKeyError),
+      );
+    }
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(carolGot).to.deep.equal([]);
+    expect(tabletGot).to.deep.equal([]);
+
+    // A device linked after the group formed takes part from the next message of any participant.
+    const aliceTablet = await device(alice, nodes[1].operator);
+    const atTablet = next(aliceTablet, (m) => m.groupId === groupId);
+    await bobPhone.sendToGroup(groupId, "welcome, new device");
+    expect(await atTablet).to.include({ text: "welcome, new device", from: bob.address, device: bobPhone.address });
+    expect(aliceTablet.groupMembers(groupId)).to.have.members([alice.address, bob.address]);
 
     // The group survives a restart: Bob's new client over the same storage still reads and writes it.
     await bobClient.stop();
@@ -369,6 +532,61 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     const atAlice = next(aliceClient, (m) => m.groupId === groupId);
     await bobClient.sendToGroup(groupId, "bob after restart");
     expect((await atAlice).text).to.equal("bob after restart");
+  });
+
+  it("does not show again, after a restart, a late replica of a message it already showed", async () => {
+    const grace = ctx.signers[11];
+    const dir = path.join(root, "grace");
+    const first = await client(grace, await FileStorage.open(dir));
+    await first.register({ homeNodes: [nodes[1].operator, nodes[2].operator] });
+    const recipient = recipientIdOf(grace.address);
+    const held = (node: EdgeNode) => node.inbox.store.usage(recipient, Date.now()).count;
+
+    // Grace is offline; Alice's message waits at both home nodes (the exit replicated it).
+    await aliceClient.send(grace.address, "only once");
+    await until(() => held(nodes[1]) === 1 && held(nodes[2]) === 1, "the message at both home nodes");
+    // The replica at the second node is late: take it out now, put it back after Grace has shown the message.
+    const [replica] = nodes[2].inbox.store.page(recipient, Date.now(), 10);
+    nodes[2].inbox.store.remove(recipient, [replica.messageId]);
+
+    const shown = collect(first);
+    await first.start();
+    await until(() => shown.length === 1 && held(nodes[1]) === 0, "the message shown and acknowledged");
+    expect(shown[0].text).to.equal("only once");
+    await first.stop();
+
+    // The replica arrives; Grace restarts on the same files.
+    expect(nodes[2].inbox.store.insert(replica, DEFAULT_INBOX_QUOTA, Date.now()).outcome).to.equal("stored");
+    const again = await client(grace, await FileStorage.open(dir));
+    const errors: Error[] = [];
+    again.on("error", (e) => errors.push(e));
+    const shownAgain = collect(again);
+    await again.start(); // drains the inbox: the replica is in it
+    expect(held(nodes[2])).to.equal(0); // acknowledged
+    expect(shownAgain).to.deep.equal([]);
+    expect(errors).to.deep.equal([]); // known, so not even tried (it would fail to decrypt: its keys are gone)
+
+    const live = next(again);
+    await aliceClient.send(grace.address, "and this one");
+    expect((await live).text).to.equal("and this one");
+  });
+
+  it("deletes the chunks of a backup from the home nodes once a newer backup replaced it", async () => {
+    const recipient = recipientIdOf(alice.address);
+    /** The digests (as backup pointers) of the backup chunks parked in Alice's inbox at her home node. */
+    const parked = () =>
+      nodes[0].inbox.store
+        .page(recipient, Date.now(), 100)
+        .filter((row) => row.envelope[0] === EnvelopeKind.BACKUP)
+        .map((row) => `sha256:${toHex(parseBackupChunk(row.envelope).digest)}`);
+    const long = { peer: bob.address, direction: "sent" as const, timestamp: 1, text: "x".repeat(5_000) };
+    const first = await aliceClient.backup({ contacts: [], history: [long] }); // two chunks
+    await until(() => parked().length === 2, "the first backup's two chunks");
+    expect(parked()).to.deep.equal([first, first]);
+
+    const second = await aliceClient.backup({ contacts: [], history: [] });
+    await until(() => parked().length === 1 && parked()[0] === second, "only the second backup's chunk to stay");
+    expect((await aliceClient.did.readDid(alice.address)).backupPointer).to.equal(second);
   });
 
   it("restores the backup in a fresh client of the same wallet, which then takes over the chat", async () => {

@@ -235,4 +235,66 @@ describe("node/prekeys: the home node's prekey store, against DIDs on the real c
     expect(ok.type).to.equal(PrekeysType.PUBLISHED);
     expect(errorCode(replay)).to.equal(WireErrorCode.REPLAYED);
   });
+
+  it("answers RATE_LIMITED past a peer's rate, serves other peers meanwhile, and rations one-time prekeys", async () => {
+    const f = await loadFixture(fixture);
+    let now = Date.now();
+    const host = await createEdgeHost({ dataDir: path.join(root, "limited") });
+    const limitedDb = openNodeDatabase(path.join(root, "limited", "node.db"));
+    const limited = new PrekeyService(host.libp2p, {
+      db: limitedDb,
+      directory: new ChainDirectory(f.didRegistry, { fromBlock: 0 }),
+      operator: f.operator,
+      now: () => now,
+      peerRateLimit: { perSecond: 1, burst: 4 },
+      oneTimePrekeyRateLimit: { perSecond: 1 / 60, burst: 2 },
+    });
+    await limited.start();
+    const other = await createEdgeHost({ dataDir: path.join(root, "other-client") });
+    try {
+      for (const h of [client, other]) {
+        await h.libp2p.peerStore.merge(host.libp2p.peerId, { multiaddrs: host.libp2p.getMultiaddrs() });
+      }
+      const ask = async (from: EdgeHost, messages: PrekeysMessage[]) =>
+        exchangeFrames(
+          await from.libp2p.dialProtocol(host.libp2p.peerId, PREKEYS_PROTOCOL, { signal: AbortSignal.timeout(5_000) }),
+          messages.map(encodePrekeysMessage),
+          PREKEYS_MAX_FRAME_BYTES,
+        );
+      const fetch = { type: PrekeysType.FETCH_BUNDLE, recipientId: alice.recipientId } as const;
+      const oneTimeOf = (frame: Frame) => {
+        const message = parsePrekeysMessage(frame.type, frame.body);
+        if (message.type !== PrekeysType.BUNDLE) expect.fail(`expected a bundle, got type ${frame.type}`);
+        return message.bundle.oneTimePrekey?.id;
+      };
+      const forNode = host.libp2p.peerId.toMultihash().bytes;
+
+      // Four requests pass (a publication of 5 one-time prekeys and 3 fetches); the fifth is refused, not served.
+      const answers = await ask(client, [
+        publication(alice, generateOneTimePrekeys(500, 5), { forNode }),
+        fetch,
+        fetch,
+        fetch,
+        fetch,
+      ]);
+      expect(answers[0].type).to.equal(PrekeysType.PUBLISHED);
+      // The recipient's budget is 2 one-time prekeys: the third bundle goes out without one.
+      expect(answers.slice(1, 4).map(oneTimeOf)).to.deep.equal([500, 501, undefined]);
+      expect(errorCode(answers[4])).to.equal(WireErrorCode.RATE_LIMITED);
+      expect(limited.oneTimePrekeysHeld(alice.address)).to.equal(3);
+
+      // Another peer is served meanwhile, and the budget holds for it too.
+      expect((await ask(other, [fetch])).map(oneTimeOf)).to.deep.equal([undefined]);
+
+      // A minute later the peer has tokens again and the recipient one more one-time prekey to give.
+      now += 60_000;
+      expect((await ask(client, [fetch, fetch])).map(oneTimeOf)).to.deep.equal([502, undefined]);
+      expect(limited.oneTimePrekeysHeld(alice.address)).to.equal(2);
+    } finally {
+      await limited.stop();
+      await other.stop();
+      await host.stop();
+      limitedDb.close();
+    }
+  });
 });

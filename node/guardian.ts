@@ -73,6 +73,7 @@ import { loadDeployment, type Deployment } from "../sdk/chain/deployment";
 import { NodeRole, parameterIndex } from "../sdk/chain/protocol";
 import { createEdgeHost } from "./host";
 import { createLogger, type Logger } from "./log";
+import { drained } from "../sdk/net/drain";
 import { WorkerProver, circuitArtifactPaths, type BatchProver, type ProofProgress } from "./prover";
 
 /** A round every 15 s: an epoch's settlement window lasts minutes (300 s locally), bills trickle in until it ends. */
@@ -171,7 +172,7 @@ export class Libp2pBillSource implements BillSource {
     const stopWaiting = abortOnSignal(stream, combined);
     try {
       const { type, body } = encodeBillsMessage({ type: BillsType.CONSENT_REQUEST, epoch, ...pickSlot(slot) });
-      if (!stream.send(encodeFrame(type, body, BILLS_MAX_FRAME_BYTES))) await stream.onDrain({ signal: combined });
+      if (!stream.send(encodeFrame(type, body, BILLS_MAX_FRAME_BYTES))) await drained(stream, combined);
       await stream.close({ signal: combined });
       const decoder = new FrameDecoder(BILLS_MAX_FRAME_BYTES);
       for await (const chunk of stream) {
@@ -231,7 +232,7 @@ export class Libp2pBillSource implements BillSource {
     const bills: SignedBill[] = [];
     try {
       const { type, body } = encodeBillsMessage({ type: BillsType.COLLECT, epoch });
-      if (!stream.send(encodeFrame(type, body, BILLS_MAX_FRAME_BYTES))) await stream.onDrain({ signal: combined });
+      if (!stream.send(encodeFrame(type, body, BILLS_MAX_FRAME_BYTES))) await drained(stream, combined);
       const decoder = new FrameDecoder(BILLS_MAX_FRAME_BYTES);
       let pages = 0;
       read: for await (const chunk of stream) {

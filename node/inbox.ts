@@ -64,6 +64,7 @@ import type { NodeDatabase } from "./db";
 import { recipientFromId, recipientIdOf, type RecipientDirectory } from "./directory";
 import { framingRefusal } from "./serve";
 import { createLogger, type Logger } from "./log";
+import { drained } from "../sdk/net/drain";
 
 /** Per-recipient limits of what a home node holds. */
 export interface InboxQuota {
@@ -375,7 +376,7 @@ class FrameWriter {
     this.queued++;
     const next = this.tail.then(async () => {
       try {
-        if (!this.stream.send(frame)) await this.stream.onDrain({ signal: this.signal });
+        if (!this.stream.send(frame)) await drained(this.stream, this.signal);
       } finally {
         this.queued--;
       }
@@ -599,7 +600,7 @@ export class InboxService {
       const store: StoreMessage = { type: InboxType.STORE, recipientId, ...delivery };
       const { type, body } = encodeInboxMessage(store);
       stream = await this.host.dialProtocol(this.peerIdFromString(peerId), INBOX_PROTOCOL, { signal });
-      if (!stream.send(encodeFrame(type, body, INBOX_MAX_FRAME_BYTES))) await stream.onDrain({ signal });
+      if (!stream.send(encodeFrame(type, body, INBOX_MAX_FRAME_BYTES))) await drained(stream, signal);
       await stream.close({ signal });
       const decoder = new FrameDecoder(INBOX_MAX_FRAME_BYTES);
       let result: ReplicaResult = { operator, peerId, ok: false, error: "no answer" };

@@ -17,7 +17,12 @@ const ZERO_COUNTER_AND_NONCE = Buffer.alloc(16);
 export const NATIVE_ONION_SYMMETRIC: OnionSymmetric = {
   hkdfSha256: (ikm, salt, info, length) => new Uint8Array(hkdfSync("sha256", ikm, salt, info, length)),
   hmacSha256: (key, data) => createHmac("sha256", key).update(data).digest(),
-  chacha20: (key, data) => createCipheriv("chacha20", key, ZERO_COUNTER_AND_NONCE).update(data),
+  // A plain Uint8Array over the Buffer's bytes: `peel` cuts the id and payload with `.slice`, which on a Buffer would
+  // give views keeping the whole 4 KB alive instead of copies.
+  chacha20: (key, data) => {
+    const out = createCipheriv("chacha20", key, ZERO_COUNTER_AND_NONCE).update(data);
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+  },
 };
 
 function base64url(bytes: Uint8Array): string {

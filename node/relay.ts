@@ -23,6 +23,7 @@ import type { Multiaddr } from "@multiformats/multiaddr" with { "resolution-mode
 import { ED25519_PEER_ID_BYTES, peerIdFromEd25519PublicKey } from "../sdk/net/peerId";
 import { framingRefusal } from "./serve";
 import { concatBytes } from "../sdk/crypto/bytes";
+import { drained } from "../sdk/net/drain";
 import { createLogger, type Logger } from "./log";
 import {
   ERROR_FRAME_TYPE,
@@ -140,6 +141,13 @@ export class EdgeRelayError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "EdgeRelayError";
+  }
+}
+
+/** A frame queued on a lane that closed before its write. */
+class LaneClosedError extends EdgeRelayError {
+  constructor() {
+    super("EdgeRelay: lane closed");
   }
 }
 
@@ -401,7 +409,9 @@ export class EdgeRelay {
           await this.write(lane, frame);
           return undefined;
         } catch (error) {
-          if (lane !== undefined) this.dropLane(key, lane, error as Error);
+          // A lane that closed meanwhile (stop, or the next hop ended it) is not aborted: that would throw away the
+          // frames of earlier batches still in its buffer. The packet is tried once more on a fresh lane.
+          if (lane !== undefined && !(error instanceof LaneClosedError)) this.dropLane(key, lane, error as Error);
           if (attempt >= 1 || waitSignal?.aborted === true) {
             if (lane === undefined && !this.controller.signal.aborted) {
               this.unreachableUntil.set(key, Date.now() + NEXT_HOP_BACKOFF_MS);
@@ -435,15 +445,17 @@ export class EdgeRelay {
     while (lane.queued.length > 0) {
       const batch = lane.queued.splice(0, MAX_LANE_BATCH_FRAMES);
       try {
-        if (lane.closed) throw new EdgeRelayError("EdgeRelay: lane closed");
+        if (lane.closed) throw new LaneClosedError();
         const bytes = batch.length === 1 ? batch[0].frame : concatBytes(...batch.map((q) => q.frame));
         if (!lane.stream.send(bytes)) {
-          await lane.stream.onDrain({
-            signal: AbortSignal.any([
+          // Not stream.onDrain(): sdk/net/drain.ts says why.
+          await drained(
+            lane.stream,
+            AbortSignal.any([
               this.controller.signal,
               AbortSignal.timeout(this.init.forwardTimeoutMs ?? FORWARD_TIMEOUT_MS),
             ]),
-          });
+          );
         }
         for (const q of batch) q.written();
       } catch (error) {
@@ -556,7 +568,7 @@ export class EdgeRelay {
   }
 
   private async answer(stream: Stream, answer: ErrorAnswer): Promise<void> {
-    if (!stream.send(encodeErrorFrame(answer, RELAY_MAX_FRAME_BYTES))) await stream.onDrain();
+    if (!stream.send(encodeErrorFrame(answer, RELAY_MAX_FRAME_BYTES))) await drained(stream);
   }
 
   private remember(epk: string): void {

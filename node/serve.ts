@@ -19,6 +19,7 @@ import {
 } from "../sdk/wire/frame";
 import { MessageError } from "../sdk/wire/messages";
 import type { Logger } from "./log";
+import { drained } from "../sdk/net/drain";
 import type { RateLimiter } from "./rateLimit";
 
 /** A silent stream is closed after 30 s: a request is one frame, written at once; a minute of nothing is a stall. */
@@ -41,7 +42,7 @@ export type FrameHandler = (frame: Frame, remotePeer: string) => Promise<readonl
 export type RefusalHook = (code: WireErrorCode) => void;
 
 async function write(stream: Stream, bytes: Uint8Array): Promise<void> {
-  if (!stream.send(bytes)) await stream.onDrain();
+  if (!stream.send(bytes)) await drained(stream);
 }
 
 /**
@@ -132,7 +133,7 @@ export async function exchangeFrames(
 ): Promise<Frame[]> {
   for (const f of frames) {
     const bytes = encodeFrame(f.type, f.body, maxFrameBytes);
-    if (!stream.send(bytes)) await stream.onDrain({ signal });
+    if (!stream.send(bytes)) await drained(stream, signal);
   }
   await stream.close({ signal });
   const decoder = new FrameDecoder(maxFrameBytes);

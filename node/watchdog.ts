@@ -68,6 +68,7 @@ import { wrapPacket, type Hop } from "../sdk/wire/onion";
 import { ackInbox, subscribeInbox, type RequestSigner } from "../sdk/net/calls";
 import { ClientHost } from "../sdk/net/host";
 import { createLogger, type Logger } from "./log";
+import { drained } from "../sdk/net/drain";
 
 /** A probe round every 10 s: about 60 probes per node per 10-minute epoch at 8 targets a round on a small network. */
 export const DEFAULT_PROBE_INTERVAL_MS = 10_000;
@@ -321,7 +322,7 @@ export class RelayProbeTransport implements ProbeTransport {
     );
     const stream = await this.init.host.dialProtocol(entryId, RELAY_PROTOCOL, { signal });
     try {
-      if (!stream.send(encodeFrame(RELAY_PACKET_TYPE, packet, RELAY_MAX_FRAME_BYTES))) await stream.onDrain({ signal });
+      if (!stream.send(encodeFrame(RELAY_PACKET_TYPE, packet, RELAY_MAX_FRAME_BYTES))) await drained(stream, signal);
       await stream.close({ signal });
       const decoder = new FrameDecoder(RELAY_MAX_FRAME_BYTES);
       for await (const chunk of stream) {

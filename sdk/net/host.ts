@@ -17,6 +17,7 @@
  * Promise.withResolvers polyfill that libp2p needs on Node 20 (sdk/net/polyfill.ts).
  */
 import "./polyfill";
+import { drained } from "./drain";
 import type { Libp2p, PeerId, Stream } from "@libp2p/interface" with { "resolution-mode": "import" };
 import {
   ERROR_FRAME_TYPE,
@@ -234,7 +235,7 @@ export class ClientHost {
     const answers: Frame[] = [];
     try {
       for (const frame of frames) {
-        if (!stream.send(encodeFrame(frame.type, frame.body, maxFrameBytes))) await stream.onDrain({ signal });
+        if (!stream.send(encodeFrame(frame.type, frame.body, maxFrameBytes))) await drained(stream, signal);
       }
       await stream.close({ signal });
       const maxFrames = options.maxFrames ?? MAX_ANSWER_FRAMES;
@@ -276,8 +277,7 @@ export class ClientHost {
     signal.addEventListener("abort", onAbort, { once: true });
     let done = false;
     try {
-      if (!stream.send(encodeFrame(frame.type, frame.body, MAX_FRAME_BYTES[protocol])))
-        await stream.onDrain({ signal });
+      if (!stream.send(encodeFrame(frame.type, frame.body, MAX_FRAME_BYTES[protocol]))) await drained(stream, signal);
       yield* this.#read(stream, protocol, node.peerId, signal, where);
       done = true;
     } catch (error) {

@@ -99,6 +99,9 @@ describe("node/onionNative: OpenSSL primitives give the onion layer the same byt
       } else {
         if (!("deliver" in native)) throw new Error("expected a delivery");
         expect(hex(native.payload)).to.equal(hex(payload));
+        // A copy, not a view into the peel's 4 KB working buffer.
+        expect(native.payload.buffer.byteLength).to.equal(payload.length);
+        expect(Buffer.isBuffer(native.payload)).to.equal(false);
       }
     }
     const tampered = wrapPacket(route.slice(0, 2), new Uint8Array(20).fill(9), payload);

@@ -176,7 +176,10 @@ export interface BillServiceInit {
   readonly currentEpoch: () => Promise<bigint>;
   /** The identity tree (a live follower of the DidRegistry in the daemon). */
   readonly identityTree: Pick<IdentityTreeFollower, "has" | "sync">;
-  /** Whether a peer may COLLECT; everyone if omitted (bills are signed and public on chain once settled). */
+  /**
+   * Whether a peer may COLLECT and send CONSENT_REQUEST; everyone if omitted. The daemon lets in only the registry's
+   * active guardians (node/guardians.ts).
+   */
   readonly mayCollect?: (peerId: string) => boolean | Promise<boolean>;
   /** Signs consent to guardians' slots; without it CONSENT_REQUEST is answered UNSUPPORTED. */
   readonly consent?: BillConsentInit;
@@ -255,6 +258,9 @@ export class BillService {
       return pages;
     }
     if (message.type === BillsType.CONSENT_REQUEST) {
+      if (this.init.mayCollect !== undefined && !(await this.init.mayCollect(from))) {
+        throw new RequestRefused(WireErrorCode.UNAUTHORIZED, "bills: this peer may not ask for consent");
+      }
       const signature = await this.consent(message);
       return [encodeBillsMessage({ type: BillsType.CONSENT, ...signature })];
     }

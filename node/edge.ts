@@ -25,6 +25,7 @@ import { InboxError, InboxService, type InboxLimits, type InboxQuota } from "./i
 import { createLogger, type Logger } from "./log";
 import { MetricsServer, NodeMetrics } from "./metrics";
 import { PrekeyService } from "./prekeys";
+import { GuardianPeers } from "./guardians";
 
 /** The database file inside the data directory. */
 export const DATABASE_FILE = "node.db";
@@ -258,6 +259,7 @@ export async function startEdgeNode(config: EdgeNodeConfig): Promise<EdgeNode> {
     await prekeys.start();
     cleanup.push(() => prekeys.stop());
 
+    const guardians = new GuardianPeers(registry);
     const bills = new BillService(host.libp2p, {
       db,
       operator,
@@ -268,6 +270,8 @@ export async function startEdgeNode(config: EdgeNodeConfig): Promise<EdgeNode> {
         domain: rollupDomain(chainId, contracts.RelayRollup),
         maxWorkPerBill,
       },
+      // Only the registry's active guardians collect bills and ask for consent.
+      mayCollect: (peerId) => guardians.has(peerId),
       onKept: (n) => metrics.increment("bills_kept", n),
       onRefused: (code) => metrics.error("bills", code),
     });

@@ -982,8 +982,20 @@ export async function runGuardian(config: GuardianDaemonConfig): Promise<Guardia
   let host: { stop(): Promise<void> } | undefined;
   let source = config.source;
   if (source === undefined) {
-    const edgeHost = await createEdgeHost({ dataDir: path.join(config.dataDir, "host") });
+    // The host runs under the key in the data folder (or the devnet's peer-key.json there), whose peer id must be
+    // the one the guardian registered: edge nodes hand bills only to the registered peers of active guardians.
+    const edgeHost = await createEdgeHost({ dataDir: config.dataDir });
     host = edgeHost;
+    const peerId = edgeHost.libp2p.peerId.toString();
+    if (peerId !== view.peerId) {
+      await edgeHost.stop();
+      await prover.close();
+      throw new GuardianError(
+        "GUARDIAN_BAD_CONFIG",
+        `runGuardian: ${wallet.address} is registered with peer id ${view.peerId}, but the key in ${config.dataDir} is ` +
+          `${peerId}: update the registration (NodeRegistry.updateNode) or run with that node's key`,
+      );
+    }
     source = new Libp2pBillSource({
       host: edgeHost.libp2p,
       listNodes: (signal) => readEdgeNodes(contracts.registry, { signal }),

@@ -4,13 +4,15 @@ import { loadFixture, setBalance } from "@nomicfoundation/hardhat-network-helper
 import { TASK_NODE_CREATE_SERVER } from "hardhat/builtin-tasks/task-names";
 import { Wallet } from "ethers";
 import { spawn } from "node:child_process";
-import { rm, writeFile } from "node:fs/promises";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { deployProtocolFixture } from "../fixtures/protocol";
 import { tempDir } from "./edgeFixture";
 import { main } from "../../node/cli";
 import { NodeRole } from "../../sdk/chain/protocol";
+import { DEVNET_KEY_FILE } from "../../node/host";
+import { generateNodeKey } from "../../sdk/net/peerId";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 
@@ -68,13 +70,18 @@ describe("node/cli: the guardian and watchdog commands", function () {
     const stake = await base.parameters.minStake(NodeRole.Guardian);
     await (await base.token.transfer(guardian.address, stake)).wait();
     await (await base.token.connect(guardian).approve(await base.registry.getAddress(), stake)).wait();
+    // The guardian's data folder holds its libp2p key, and the registration names that key's peer id (the daemon
+    // refuses to run otherwise: edge nodes hand bills only to registered guardian peers).
+    const root = await tempDir("cli-guardian");
+    const key = generateNodeKey();
+    await mkdir(path.join(root, "guardian"), { recursive: true });
+    await writeFile(path.join(root, "guardian", DEVNET_KEY_FILE), JSON.stringify({ privateKey: key.privateKey }));
     await (
       await base.registry
         .connect(guardian)
-        .register(NodeRole.Guardian, `12D3KooW${"1".repeat(44)}`, ["/ip4/127.0.0.1/tcp/1"], guardian.address, 0, stake)
+        .register(NodeRole.Guardian, key.peerId, ["/ip4/127.0.0.1/tcp/1"], guardian.address, 0, stake)
     ).wait();
 
-    const root = await tempDir("cli-guardian");
     const server = (await hre.run(TASK_NODE_CREATE_SERVER, {
       hostname: "127.0.0.1",
       port: 0,
@@ -109,6 +116,16 @@ describe("node/cli: the guardian and watchdog commands", function () {
       child.kill("SIGTERM");
       expect(await exited).to.equal(0);
       expect(events.map((e) => e.event)).to.deep.equal(["started", "stopped"]);
+
+      // With another key in its data folder the guardian would collect under a peer id edge nodes do not know: it
+      // refuses to start, naming both.
+      const mismatch = await run([
+        "guardian",
+        ...["--operator-key", guardian.privateKey, "--rpc", `http://127.0.0.1:${port}`],
+        ...["--deployment", deploymentFile, "--data-dir", path.join(root, "other-key")],
+      ]);
+      expect(mismatch.code).to.equal(1);
+      expect(mismatch.err).to.contain(`registered with peer id ${key.peerId}`);
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");
       await server.close();

@@ -14,6 +14,8 @@ import { exchangeFrames } from "../../node/serve";
 import { readEdgeNodes } from "../../sdk/chain/nodes";
 import { generateNodeKey, peerIdBytes } from "../../sdk/net/peerId";
 import {
+  BILLS_MAX_FRAME_BYTES,
+  BILLS_PROTOCOL,
   ERROR_FRAME_TYPE,
   RELAY_MAX_FRAME_BYTES,
   RELAY_PACKET_TYPE,
@@ -22,7 +24,8 @@ import {
   parseErrorAnswer,
   type ErrorAnswer,
 } from "../../sdk/wire/frame";
-import { encodeDelivery } from "../../sdk/wire/messages";
+import { BillsType, encodeBillsMessage, encodeDelivery, parseBillsMessage } from "../../sdk/wire/messages";
+import { NodeRole } from "../../sdk/chain/protocol";
 import { wrapPacket, type Hop } from "../../sdk/wire/onion";
 
 describe("node/edge: three edge nodes started with startEdgeNode against the real chain", function () {
@@ -179,6 +182,61 @@ describe("node/edge: three edge nodes started with startEdgeNode against the rea
     const bogus: Hop = { peerId: peerIdBytes(generateNodeKey().peerId), relayPublicKey: hops[1].relayPublicKey };
     const answers = await sendPacket(entryNode, wrapPacket([hops[0], bogus], f.recipient.recipientId, delivery));
     expect(answers.map((a) => a.code)).to.deep.equal([WireErrorCode.NOT_FOUND]);
+  });
+
+  it("hands bills (COLLECT) and consent only to the registered peer of an active guardian", async () => {
+    const { multiaddr } = await import("@multiformats/multiaddr");
+    // The guardian's host runs under the key its registration names; the sender is any other peer.
+    const guardianKey = generateNodeKey();
+    const guardianDir = path.join(root, "guardian");
+    await mkdir(guardianDir, { recursive: true });
+    await writeFile(path.join(guardianDir, DEVNET_KEY_FILE), JSON.stringify({ privateKey: guardianKey.privateKey }));
+    const guardianHost = await createEdgeHost({ dataDir: guardianDir });
+    try {
+      const operator = (await ethers.getSigners())[8];
+      const stake = await f.parameters.minStake(NodeRole.Guardian);
+      await (await f.token.transfer(operator.address, stake)).wait();
+      await (await f.token.connect(operator).approve(await f.registry.getAddress(), stake)).wait();
+      await (
+        await f.registry
+          .connect(operator)
+          .register(NodeRole.Guardian, guardianKey.peerId, ["/ip4/127.0.0.1/tcp/9"], operator.address, 0, stake)
+      ).wait();
+      const ask = async (host: EdgeHost, type: number, body: Uint8Array) => {
+        await host.libp2p.peerStore.merge(nodes[0].host.libp2p.peerId, {
+          multiaddrs: nodes[0].multiaddrs().map((a) => multiaddr(withoutPeerId(a))),
+        });
+        const stream = await host.libp2p.dialProtocol(nodes[0].host.libp2p.peerId, BILLS_PROTOCOL, {
+          signal: AbortSignal.timeout(10_000),
+        });
+        return exchangeFrames(stream, [{ type, body }], BILLS_MAX_FRAME_BYTES);
+      };
+      const collect = encodeBillsMessage({ type: BillsType.COLLECT, epoch: 1n });
+      const consent = encodeBillsMessage({
+        type: BillsType.CONSENT_REQUEST,
+        epoch: 1n,
+        prevBound: 0n,
+        newBound: 1n,
+        work: 1n,
+      });
+      for (const message of [collect, consent]) {
+        const [refused] = await ask(sender, message.type, message.body);
+        expect(refused.type).to.equal(ERROR_FRAME_TYPE);
+        expect(parseErrorAnswer(refused.body).code).to.equal(WireErrorCode.UNAUTHORIZED);
+      }
+      const [bills] = await ask(guardianHost, collect.type, collect.body);
+      expect(parseBillsMessage(bills.type, bills.body)).to.deep.equal({
+        type: BillsType.BILLS,
+        bills: [],
+        more: false,
+      });
+      // Past the guardian check: the node looks at the slot itself (epoch 1 has not ended, so it holds no consent).
+      const [answer] = await ask(guardianHost, consent.type, consent.body);
+      expect(answer.type).to.equal(ERROR_FRAME_TYPE);
+      expect(parseErrorAnswer(answer.body).code).to.not.equal(WireErrorCode.UNAUTHORIZED);
+    } finally {
+      await guardianHost.stop();
+    }
   });
 
   it("serves health and Prometheus metrics on 127.0.0.1", async () => {

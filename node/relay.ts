@@ -180,7 +180,8 @@ export class EdgeRelay {
   private controller = new AbortController();
   private started = false;
   private helpers: Libp2pHelpers | undefined;
-  private readonly gates = new Map<string, { active: number; waiting: (() => void)[] }>(); // next hop → forward slots
+  // next hop → forward slots: how many are taken, and the forwards waiting for one
+  private readonly gates = new Map<string, { active: number; waiting: { wake(): void; fail(e: Error): void }[] }>();
   private readonly lanes = new Map<string, Lane>(); // next hop → its open outbound stream
   private readonly openingLanes = new Map<string, Promise<Lane>>();
   private readonly inbound = new Set<Stream>(); // streams previous hops (and senders) keep open to this node
@@ -233,6 +234,9 @@ export class EdgeRelay {
     if (!this.started) return;
     this.started = false;
     this.controller.abort(new EdgeRelayError("EdgeRelay: stopped"));
+    for (const gate of this.gates.values()) {
+      for (const waiter of gate.waiting.splice(0)) waiter.fail(new EdgeRelayError("EdgeRelay: stopped"));
+    }
     await this.host.unhandle(RELAY_PROTOCOL);
     // A stopped relay peels nothing more: inbound streams (lanes of previous hops included) are reset.
     for (const stream of this.inbound) stream.abort(new EdgeRelayError("EdgeRelay: stopped"));
@@ -380,10 +384,10 @@ export class EdgeRelay {
    * the next hop's error answers arrive on the lane's reader and are logged (they were never passed back).
    */
   private async forward(next: KnownPeer, packet: Uint8Array): Promise<Outcome> {
-    // Made only when a forward has to wait (a busy next hop, a dial): most find a free slot and an open lane.
-    let waitSignal: AbortSignal | undefined;
+    // Made only when a forward has to dial: most find an open lane.
+    let dialSignal: AbortSignal | undefined;
     const signal = () =>
-      (waitSignal ??= AbortSignal.any([
+      (dialSignal ??= AbortSignal.any([
         this.controller.signal,
         AbortSignal.timeout(this.init.forwardTimeoutMs ?? FORWARD_TIMEOUT_MS),
       ]));
@@ -396,9 +400,9 @@ export class EdgeRelay {
       this.unreachableUntil.delete(key);
     }
     try {
-      await this.acquire(key, signal);
+      await this.acquire(key);
     } catch {
-      return { code: WireErrorCode.INTERNAL, message: "relay: next hop busy" };
+      return { code: WireErrorCode.INTERNAL, message: "relay: stopped" };
     }
     const frame = encodeFrame(RELAY_PACKET_TYPE, packet, RELAY_MAX_FRAME_BYTES);
     try {
@@ -412,7 +416,7 @@ export class EdgeRelay {
           // A lane that closed meanwhile (stop, or the next hop ended it) is not aborted: that would throw away the
           // frames of earlier batches still in its buffer. The packet is tried once more on a fresh lane.
           if (lane !== undefined && !(error instanceof LaneClosedError)) this.dropLane(key, lane, error as Error);
-          if (attempt >= 1 || waitSignal?.aborted === true) {
+          if (attempt >= 1 || dialSignal?.aborted === true) {
             if (lane === undefined && !this.controller.signal.aborted) {
               this.unreachableUntil.set(key, Date.now() + NEXT_HOP_BACKOFF_MS);
             }
@@ -526,8 +530,12 @@ export class EdgeRelay {
     lane.stream.abort(error);
   }
 
-  /** Waits for one of the MAX_FORWARDS_PER_PEER forward slots towards `peer`. */
-  private async acquire(peer: string, waitSignal: () => AbortSignal): Promise<void> {
+  /**
+   * Waits for one of the MAX_FORWARDS_PER_PEER forward slots towards `peer`. A wait has no timer of its own (an
+   * AbortSignal per waiting packet cost more than its peel): the slots' holders are bounded by the drain and dial
+   * timeouts, and `stop()` fails every waiter.
+   */
+  private async acquire(peer: string): Promise<void> {
     let gate = this.gates.get(peer);
     if (gate === undefined) {
       gate = { active: 0, waiting: [] };
@@ -537,21 +545,8 @@ export class EdgeRelay {
       gate.active++;
       return;
     }
-    const g = gate;
-    const signal = waitSignal();
-    await new Promise<void>((resolve, reject) => {
-      const wake = () => {
-        signal.removeEventListener("abort", onAbort);
-        resolve();
-      };
-      const onAbort = () => {
-        const i = g.waiting.indexOf(wake);
-        if (i >= 0) g.waiting.splice(i, 1);
-        reject(signal.reason as Error);
-      };
-      signal.addEventListener("abort", onAbort, { once: true });
-      g.waiting.push(wake);
-    });
+    const waiting = gate.waiting;
+    await new Promise<void>((wake, fail) => waiting.push({ wake, fail }));
   }
 
   /** Frees a forward slot towards `peer`, handing it to the next waiter if any. */
@@ -560,7 +555,7 @@ export class EdgeRelay {
     if (gate === undefined) return;
     const next = gate.waiting.shift();
     if (next !== undefined) {
-      next(); // the slot passes on: active stays the same
+      next.wake(); // the slot passes on: active stays the same
       return;
     }
     gate.active--;

@@ -384,13 +384,6 @@ export class EdgeRelay {
    * the next hop's error answers arrive on the lane's reader and are logged (they were never passed back).
    */
   private async forward(next: KnownPeer, packet: Uint8Array): Promise<Outcome> {
-    // Made only when a forward has to dial: most find an open lane.
-    let dialSignal: AbortSignal | undefined;
-    const signal = () =>
-      (dialSignal ??= AbortSignal.any([
-        this.controller.signal,
-        AbortSignal.timeout(this.init.forwardTimeoutMs ?? FORWARD_TIMEOUT_MS),
-      ]));
     const key = next.peerId.toString();
     const backoff = this.unreachableUntil.get(key);
     if (backoff !== undefined) {
@@ -409,14 +402,14 @@ export class EdgeRelay {
       for (let attempt = 0; ; attempt++) {
         let lane: Lane | undefined;
         try {
-          lane = await this.lane(next, signal);
+          lane = await this.lane(next);
           await this.write(lane, frame);
           return undefined;
         } catch (error) {
           // A lane that closed meanwhile (stop, or the next hop ended it) is not aborted: that would throw away the
           // frames of earlier batches still in its buffer. The packet is tried once more on a fresh lane.
           if (lane !== undefined && !(error instanceof LaneClosedError)) this.dropLane(key, lane, error as Error);
-          if (attempt >= 1 || dialSignal?.aborted === true) {
+          if (attempt >= 1 || this.controller.signal.aborted) {
             if (lane === undefined && !this.controller.signal.aborted) {
               this.unreachableUntil.set(key, Date.now() + NEXT_HOP_BACKOFF_MS);
             }
@@ -470,28 +463,48 @@ export class EdgeRelay {
   }
 
   /** The open lane to `next`, or a new one (one dial at a time per next hop). */
-  private lane(next: KnownPeer, signal: () => AbortSignal): Promise<Lane> {
+  private lane(next: KnownPeer): Promise<Lane> {
     const key = next.peerId.toString();
     const open = this.lanes.get(key);
     if (open !== undefined && !open.closed) return Promise.resolve(open);
     let opening = this.openingLanes.get(key);
     if (opening === undefined) {
-      opening = this.openLane(next, signal()).finally(() => this.openingLanes.delete(key));
+      opening = this.openLane(next).finally(() => this.openingLanes.delete(key));
       this.openingLanes.set(key, opening);
     }
     return opening;
   }
 
-  private async openLane(next: KnownPeer, signal: AbortSignal): Promise<Lane> {
-    await this.host.peerStore.merge(next.peerId, { multiaddrs: [...next.multiaddrs] }, { signal });
+  /**
+   * Dials a lane to `next`, giving up after the forward timeout or on stop. The signal handed to libp2p belongs to
+   * the dial alone and can no longer fire once the lane is open. Dialled under a forward's timeout signal, a lane was
+   * reset when that timer ran out, 10 s after the dial, with the packets in its buffer (the relay bench showed it every
+   * run: "lane ended", TimeoutError); where in libp2p the signal outlives the dial is not pinned down.
+   */
+  private async openLane(next: KnownPeer): Promise<Lane> {
+    const dial = new AbortController();
+    const timer = setTimeout(
+      () => dial.abort(new EdgeRelayError("EdgeRelay: dial timed out")),
+      this.init.forwardTimeoutMs ?? FORWARD_TIMEOUT_MS,
+    );
+    const onStop = () => dial.abort(this.controller.signal.reason);
+    this.controller.signal.addEventListener("abort", onStop, { once: true });
+    const signal = dial.signal;
     let stream: Stream;
     try {
-      stream = await this.host.dialProtocol(next.peerId, RELAY_PROTOCOL, { signal });
-    } catch (error) {
-      // A connection whose muxer died can linger in the connection list: drop it and dial afresh, once.
-      if ((error as Error).name !== "ConnectionClosedError") throw error;
-      await this.host.hangUp(next.peerId, { signal }).catch(() => undefined);
-      stream = await this.host.dialProtocol(next.peerId, RELAY_PROTOCOL, { signal });
+      signal.throwIfAborted();
+      await this.host.peerStore.merge(next.peerId, { multiaddrs: [...next.multiaddrs] }, { signal });
+      try {
+        stream = await this.host.dialProtocol(next.peerId, RELAY_PROTOCOL, { signal });
+      } catch (error) {
+        // A connection whose muxer died can linger in the connection list: drop it and dial afresh, once.
+        if ((error as Error).name !== "ConnectionClosedError") throw error;
+        await this.host.hangUp(next.peerId, { signal }).catch(() => undefined);
+        stream = await this.host.dialProtocol(next.peerId, RELAY_PROTOCOL, { signal });
+      }
+    } finally {
+      clearTimeout(timer);
+      this.controller.signal.removeEventListener("abort", onStop);
     }
     if (signal.aborted || !this.started) {
       // Stopped while dialling: do not leave a lane behind.

@@ -148,6 +148,54 @@ describe("node/relay: the layered-packet relay on real libp2p hosts", function (
     }
   });
 
+  it("keeps a lane open past the forward timeout: one stream to the next hop carries packets sent seconds apart", async () => {
+    const nextDir = await mkdtemp(path.join(tmpdir(), "sending-next-"));
+    const key = generateNodeKey();
+    await writeFile(path.join(nextDir, DEVNET_KEY_FILE), JSON.stringify({ privateKey: key.privateKey }));
+    const next = await createEdgeHost({ dataDir: nextDir });
+    const nextKey = relayKeyPairFromNodeKey(hexToBytes(key.privateKey.slice(2))).privateKey;
+    await next.relay.stop();
+    let lanes = 0;
+    const payloads: string[] = [];
+    await next.libp2p.handle(RELAY_PROTOCOL, async (stream) => {
+      lanes++;
+      const decoder = new FrameDecoder(RELAY_MAX_FRAME_BYTES);
+      for await (const chunk of stream) {
+        for (const frame of decoder.push(chunk)) {
+          const result = peel(frame.body, nextKey);
+          if ("deliver" in result) payloads.push(new TextDecoder().decode(result.payload));
+        }
+      }
+    });
+    const peers = new Map<string, Multiaddr[]>([[next.libp2p.peerId.toString(), next.libp2p.getMultiaddrs()]]);
+    // A short forward timeout: it bounds the dial, and must not end the lane it opened (the relay bench caught lanes
+    // reset when the dial's timer ran out; this keeps the property in the tests).
+    const relay = await createEdgeHost({
+      dataDir: path.join(root, "long-lane"),
+      relay: { peers, forwardTimeoutMs: 200 },
+    });
+    await sender.libp2p.peerStore.merge(relay.libp2p.peerId, { multiaddrs: relay.libp2p.getMultiaddrs() });
+    const packet = (text: string) =>
+      encodeFrame(
+        RELAY_PACKET_TYPE,
+        wrapPacket([hopOf(relay), hopOf(next)], RECIPIENT, new TextEncoder().encode(text)),
+        RELAY_MAX_FRAME_BYTES,
+      );
+    try {
+      expect(await exchange(sender, relay, [packet("first")])).to.deep.equal([]);
+      await until(() => payloads.length === 1);
+      await new Promise((resolve) => setTimeout(resolve, 600)); // three forward timeouts
+      expect(await exchange(sender, relay, [packet("second")])).to.deep.equal([]);
+      await until(() => payloads.length === 2);
+      expect(payloads).to.deep.equal(["first", "second"]);
+      expect(lanes, "streams the next hop was opened").to.equal(1);
+    } finally {
+      await relay.stop();
+      await next.stop();
+      await rm(nextDir, { recursive: true, force: true });
+    }
+  });
+
   it("lets the entry see only the next hop and the exit only the recipient", () => {
     const senderId = sender.libp2p.peerId.toString();
     const entryId = entry.libp2p.peerId.toString();

@@ -22,9 +22,10 @@
  * through the DIDs' `deviceKeys`; a message to a user goes to its account and to each linked device, and a copy of
  * what one client of a user sends goes to the user's other clients. Groups use sender keys
  * (sdk/crypto/senderKeys.ts) whose distribution messages travel over the pairwise sessions; every member's account
- * and linked devices take part, each with a sender key of its own. The backup is parked, sealed under the wallet's
- * backup key, in the user's own inbox, and the previous one deleted. docs/SDK.md describes all of it and lists what
- * is left.
+ * and linked devices take part, each with a sender key of its own. A device joins a group only on the word of a
+ * client of its own user, and a group changes one step at a time (a per-group lock shared by the receive path and
+ * the API calls). The backup is parked, sealed under the wallet's backup key, in the user's own inbox, and the
+ * previous one deleted once the new one is confirmed there. docs/SDK.md describes all of it and lists what is left.
  */
 import { Wallet, getAddress, getBytes, hexlify, parseEther, zeroPadValue, type Provider, type Signer } from "ethers";
 import { sha256 } from "@noble/hashes/sha2.js";
@@ -113,6 +114,18 @@ export const ONE_TIME_PREKEYS_LOW_WATER = 5;
 export const ONE_TIME_PREKEYS_BATCH = 20;
 /** Group messages held until their sender's key arrives: a key is one message behind at most, 256 covers bursts. */
 export const PENDING_GROUP_MESSAGES_KEPT = 256;
+/**
+ * GROUP_KEYs a device client holds for groups it is not in, until a client of its own user vouches for the group:
+ * one per participant of a few groups at once.
+ */
+export const HELD_GROUP_KEYS_KEPT = 64;
+/**
+ * Syncs that look for a new backup's chunks in the inbox, BACKUP_CONFIRM_DELAY_MS apart, before its pointer is set:
+ * 10 s in all covers the hops and the replication.
+ */
+export const BACKUP_CONFIRM_ATTEMPTS = 40;
+/** Delay between two looks for a new backup's chunks: they travel through 2 or 3 hops and are replicated. */
+export const BACKUP_CONFIRM_DELAY_MS = 250;
 /** First reconnect delay of a subscription; doubled up to SUBSCRIBE_BACKOFF_MAX_MS. */
 export const SUBSCRIBE_BACKOFF_MS = 200;
 /** Longest reconnect delay of a subscription: a node back after a restart is found within 5 s. */
@@ -146,6 +159,7 @@ export type ClientErrorCode =
   | "UnknownGroup"
   | "NotMember"
   | "BackupNotFound"
+  | "LookupFailed"
   | "Stopped";
 
 /** A client call that cannot be done; `code` says why. */
@@ -282,9 +296,16 @@ interface GroupState {
    * The sender-key session. Its members are the group's participants other than this client: every member's
    * account and each of its linked devices (each holds a sender key of its own).
    */
-  readonly session: GroupSession;
+  session: GroupSession;
   /** Every member (a user: a wallet address, never a device account) including this client's user, checksummed. */
   members: string[];
+}
+
+/** A GROUP_KEY for a group this device client is not in, from a client of another user: held until one of its own. */
+interface HeldGroupKey {
+  readonly groupId: string;
+  readonly from: string;
+  readonly distribution: Uint8Array;
 }
 
 interface PendingGroupMessage {
@@ -298,6 +319,9 @@ interface BillCounter {
   messageCount: bigint;
   byteCount: bigint;
 }
+
+/** What a failure to reach a participant does: "throw" (an API call, once all were tried) or "report" (an event). */
+type FailureMode = "throw" | "report";
 
 const asNode = (info: EdgeNodeInfo): NodeAddress => ({ peerId: info.peerId, multiaddrs: info.multiaddrs });
 
@@ -319,6 +343,10 @@ export class SendingClient {
   /** Digests (hex) of backups a newer one replaced: their chunks are acknowledged wherever they are met. */
   readonly #staleBackups = new Set<string>();
   #pendingGroup: PendingGroupMessage[] = [];
+  /** GROUP_KEYs a device client holds for groups it is not in yet, oldest first (HELD_GROUP_KEYS_KEPT at most). */
+  #heldGroupKeys: HeldGroupKey[] = [];
+  /** The tail of each group's changes: one change at a time per group, receive path and API calls alike. */
+  readonly #groupLocks = new Map<string, Promise<unknown>>();
   /** The user's wallet when this client is a device of it (`createDevice`). */
   #owner: { readonly signer: Signer; readonly address: string } | undefined;
   readonly #ownerOf = new Map<string, { readonly owner: string | undefined; readonly at: number }>();
@@ -737,6 +765,9 @@ export class SendingClient {
     if (this.#homeNodes.length === 0) await this.#loadHomeNodes();
     let total = 0;
     for (const node of this.#homeNodes) {
+      // Ids this drain met: a batch with none new ends it, even when an acknowledgement keeps failing (the node then
+      // hands out the same envelopes, replaced backup chunks included, again and again).
+      const met = new Set<string>();
       try {
         for (;;) {
           const batch = await retryChainLag(
@@ -747,10 +778,12 @@ export class SendingClient {
               }),
             options.signal,
           );
+          const novel = batch.filter((stored) => !met.has(toHex(stored.messageId))).length;
+          for (const stored of batch) met.add(toHex(stored.messageId));
           const { fresh, dropped } = await this.#enqueue(node, batch);
           total += fresh;
           // Current backup chunks stay in the inbox on purpose: a batch of only those (or of nothing) ends the drain.
-          if (batch.length < INBOX_MAX_BATCH || fresh + dropped === 0) break;
+          if (batch.length < INBOX_MAX_BATCH || fresh + dropped === 0 || novel === 0) break;
         }
       } catch (error) {
         if (options.signal?.aborted) throw error;
@@ -824,7 +857,9 @@ export class SendingClient {
     try {
       await this.#seen.flush(); // before the acknowledgement: a replica met after a restart is known
     } catch (error) {
+      // Not acknowledged then: the batch comes again, and a restart before the ids are stored must find it.
       this.#emit("error", error as Error);
+      return { fresh, dropped };
     }
     if (ack.length > 0) {
       try {
@@ -886,11 +921,13 @@ export class SendingClient {
 
   async #handleContent(node: EdgeNodeInfo, stored: StoredEnvelope, from: string, content: Content): Promise<void> {
     if (content.kind === ContentKind.GROUP_KEY) {
-      await this.#onGroupKey(from, content.groupId, content.members, content.distribution);
+      await this.#withGroup(toHex(content.groupId), () =>
+        this.#onGroupKey(from, content.groupId, content.members, content.distribution),
+      );
       return;
     }
     // A linked device's message is shown as its user's, with the device account beside it.
-    const user = await this.#actingUser(from);
+    const user = await this.#shownUser(from);
     const base = {
       messageId: toHex(stored.messageId),
       deliveredBy: node.operator,
@@ -913,7 +950,9 @@ export class SendingClient {
         return;
       case ContentKind.GROUP_MESSAGE: {
         const pending = { base, from, groupId: toHex(content.groupId), message: content.message };
-        if (!(await this.#openGroupMessage(pending))) this.#holdGroupMessage(pending);
+        await this.#withGroup(pending.groupId, async () => {
+          if (!(await this.#openGroupMessage(pending))) this.#holdGroupMessage(pending);
+        });
         return;
       }
     }
@@ -1011,7 +1050,16 @@ export class SendingClient {
     if (recipient === this.#user) return result; // a note to self already reached every client of the user
     const copy = encodeContent({ kind: ContentKind.SENT, to: recipient, content: direct });
     const copies: string[] = [];
-    for (const sibling of [this.#user, ...(await this.#devicesOf(this.#user))]) {
+    let siblings: string[];
+    try {
+      siblings = [this.#user, ...(await this.#devicesOf(this.#user))];
+    } catch (error) {
+      // The message itself was delivered: a failed lookup of this user's devices costs the copies only.
+      if (options.signal?.aborted) throw error;
+      this.#emit("error", error as Error);
+      siblings = [this.#user];
+    }
+    for (const sibling of siblings) {
       if (sibling === this.address || sibling === recipient) continue;
       try {
         copies.push(...(await this.#sendContent(sibling, copy, options)).messageIds);
@@ -1025,11 +1073,20 @@ export class SendingClient {
 
   /**
    * Sends to the user's own account, then to each of its devices (accounts its DID lists whose DIDs name it back).
-   * A failure to reach the user's account throws; a failure to reach a device is reported as an "error" event.
+   * A failure to reach the user's account throws; a failure to reach a device, or to read which devices there are, is
+   * reported as an "error" event.
    */
   async #sendToUser(to: string, body: Uint8Array, options: ClientCallOptions): Promise<SendResult> {
     const result = await this.#sendContent(to, body, options);
-    for (const device of await this.#devicesOf(to)) {
+    let devices: string[];
+    try {
+      devices = await this.#devicesOf(to);
+    } catch (error) {
+      if (options.signal?.aborted) throw error;
+      this.#emit("error", error as Error); // delivered to the account: the devices miss this one
+      devices = [];
+    }
+    for (const device of devices) {
       if (device === this.address) continue;
       try {
         const sent = await this.#sendContent(device, body, options);
@@ -1086,6 +1143,25 @@ export class SendingClient {
   async #actingUser(account: string): Promise<string> {
     if (account === this.address) return this.#user;
     return (await this.#userOf(account)) ?? account;
+  }
+
+  /**
+   * The user a received message is shown from: `#actingUser`, or the account itself when the DIDs cannot be read
+   * (reported as ClientError "LookupFailed"): the message is already marked seen and its ratchet step spent, so a
+   * failed lookup must not lose it.
+   */
+  async #shownUser(account: string): Promise<string> {
+    try {
+      return await this.#actingUser(account);
+    } catch (error) {
+      this.#emit(
+        "error",
+        new ClientError("LookupFailed", `SendingClient: could not read whose device ${account} is; shown as its own`, {
+          cause: error,
+        }),
+      );
+      return account;
+    }
   }
 
   /** The user this client acts for: the wallet of a device client, else this client's own address. */
@@ -1232,17 +1308,37 @@ export class SendingClient {
   // ------------------------------------------------------------------------------------------------ groups
 
   /**
+   * Runs `change` on group `id` once the changes queued before it on that group are done: one change at a time per
+   * group, for the receive path (GROUP_KEY, GROUP_MESSAGE) and the API calls alike, so that no change works from a
+   * member list another one replaces across an await.
+   */
+  #withGroup<T>(id: string, change: () => Promise<T>): Promise<T> {
+    const run = (this.#groupLocks.get(id) ?? Promise.resolve()).then(change);
+    const tail = run.catch(() => undefined);
+    this.#groupLocks.set(id, tail);
+    void tail.then(() => {
+      if (this.#groupLocks.get(id) === tail) this.#groupLocks.delete(id);
+    });
+    return run;
+  }
+
+  /**
    * Creates a group with `members` (addresses; this client's user is added) and sends this client's sender key to
    * every other participant (each member's account and linked devices, this user's other clients included) over the
-   * pairwise sessions; each of them answers with its own. Returns the group id (hex).
+   * pairwise sessions; each of them answers with its own. Returns the group id (hex). A member's account that cannot
+   * be reached throws once the others were tried; a device that cannot be is an "error" event.
    */
   async createGroup(members: readonly string[], options: ClientCallOptions = {}): Promise<string> {
     const all = [...new Set([this.#user, ...members.map((m) => getAddress(m))])];
     const groupId = this.#random(GROUP_ID_LENGTH);
-    const state = this.#newGroup(groupId, all, await this.#participantsOf(all));
-    await this.#saveGroup(toHex(groupId));
-    await this.#distribute(state, state.session.distributionMessage(), state.session.members, options);
-    return toHex(groupId);
+    const id = toHex(groupId);
+    await this.#withGroup(id, async () => {
+      const state = this.#newGroup(groupId, all, [...(await this.#participantsOf(all)).keys()]);
+      this.#groups.set(id, state);
+      await this.#saveGroup(id);
+      await this.#distribute(state, state.session.distributionMessage(), state.session.members, options, "throw");
+    });
+    return id;
   }
 
   /** The members (users) of a group, this client's user included, or undefined for a group this client is not in. */
@@ -1250,36 +1346,42 @@ export class SendingClient {
     return this.#groups.get(normalizeGroupId(groupId))?.members;
   }
 
+  /** A new group state (not yet in `#groups`) with a fresh sender key of this client in `epoch`. */
   #newGroup(groupId: Uint8Array, members: readonly string[], participants: readonly string[], epoch = 0): GroupState {
     const session = GroupSession.create(
       { groupId, selfId: this.address, members: participants.filter((p) => p !== this.address), epoch },
       { randomBytes: this.#options.randomBytes },
     );
-    const state = { session, members: [...members] };
-    this.#groups.set(toHex(groupId), state);
-    return state;
+    return { session, members: [...members] };
   }
 
-  /** Every account that takes part for `members`: each member and its linked devices, this client left out. */
-  async #participantsOf(members: readonly string[]): Promise<string[]> {
-    const out = new Set<string>();
+  /**
+   * Every account that takes part for `members`, mapped to the member it acts for: each member and its linked
+   * devices (read from the DIDs), this client left out.
+   */
+  async #participantsOf(members: readonly string[]): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
     for (const member of members) {
-      out.add(member);
-      for (const device of await this.#devicesOf(member)) out.add(device);
+      out.set(member, member);
+      for (const device of await this.#devicesOf(member)) if (!out.has(device)) out.set(device, member);
     }
     out.delete(this.address);
-    return [...out];
+    return out;
   }
 
-  /** Stores a group's members and session, encrypted, replacing the previous record (old chain keys must go). */
-  async #saveGroup(id: string): Promise<void> {
+  /**
+   * Stores a group's members (`members`, or the state's) and session, encrypted, replacing the previous record (old
+   * chain keys must go).
+   */
+  async #saveGroup(id: string, members?: readonly string[]): Promise<void> {
     const state = this.#groups.get(id);
     if (state === undefined) return;
+    const list = members ?? state.members;
     const session = state.session.serialize();
-    const record = new Uint8Array(1 + 20 * state.members.length + session.length);
-    record[0] = state.members.length;
-    state.members.forEach((m, i) => record.set(getBytes(m), 1 + 20 * i));
-    record.set(session, 1 + 20 * state.members.length);
+    const record = new Uint8Array(1 + 20 * list.length + session.length);
+    record[0] = list.length;
+    list.forEach((m, i) => record.set(getBytes(m), 1 + 20 * i));
+    record.set(session, 1 + 20 * list.length);
     try {
       await this.#identity.store.put(GROUPS_PREFIX + id, record);
     } finally {
@@ -1311,28 +1413,35 @@ export class SendingClient {
   }
 
   /**
-   * Sends this client's sender-key distribution with the member list to each of `to` (participants), pairwise. A
-   * member's account that cannot be reached throws; a device that cannot be is an "error" event.
+   * Sends this client's sender-key distribution with the member list to each of `to` (participants), pairwise; what
+   * a failure does is `onFailure`'s (see `#sendToParticipants`).
    */
   async #distribute(
     state: GroupState,
     distribution: Uint8Array,
     to: readonly string[],
     options: ClientCallOptions,
+    onFailure: FailureMode,
   ): Promise<void> {
     const groupId = state.session.groupId;
     const content = encodeContent({ kind: ContentKind.GROUP_KEY, groupId, members: state.members, distribution });
-    await this.#sendToParticipants(state, to, content, options);
+    await this.#sendToParticipants(state, to, content, options, onFailure);
   }
 
-  /** Sends `content` to each of `to`; failures at members' accounts throw, at devices they are "error" events. */
+  /**
+   * Sends `content` to each of `to`, every one tried. A device that cannot be reached is an "error" event; so is a
+   * member's account with `onFailure` "report" (the receive path: one unreachable account must not stop the rest),
+   * while with "throw" (an API call) the first such failure is thrown once all were tried.
+   */
   async #sendToParticipants(
     state: GroupState,
     to: readonly string[],
     content: Uint8Array,
     options: ClientCallOptions,
+    onFailure: FailureMode,
   ): Promise<SendResult> {
     const result: SendResult = { messageIds: [], routes: [] };
+    let failure: unknown;
     for (const participant of to) {
       if (participant === this.address) continue;
       try {
@@ -1340,18 +1449,31 @@ export class SendingClient {
         result.messageIds.push(...sent.messageIds);
         result.routes.push(...sent.routes);
       } catch (error) {
-        if (state.members.includes(participant) || options.signal?.aborted) throw error;
+        if (options.signal?.aborted) throw error;
+        if (onFailure === "throw" && failure === undefined && state.members.includes(participant)) {
+          failure = error;
+          continue;
+        }
         this.#emit("error", error as Error);
       }
     }
+    if (failure !== undefined) throw failure;
     return result;
   }
 
   /**
    * A participant's sender key (and the member list) arrived. The sender must be a member or a linked device of one,
-   * and the list must name this client's user. A new group is joined (this client's key goes to every participant);
-   * a list that lacks members removes them: their accounts and devices are dropped and this client rekeys; a list
-   * with new members, or a sender that is a device not yet known, gets this client's key.
+   * and the list must name this client's user.
+   *
+   * A group this client is not in is joined on the word of a client of its own user (its account or another of its
+   * devices), in that client's epoch. A device client holds a GROUP_KEY from anyone else (HELD_GROUP_KEYS_KEPT) until
+   * then: a removed member who knows the group id could otherwise make a device linked since join with the old list
+   * (the removed member in it) and any epoch. The wallet's own client, which no other client of its user can vouch
+   * for, joins on any member's word (that is how a group created by another user reaches it).
+   *
+   * In a group this client is in, the sender's key is taken first (so that no failure below loses it); then a sender
+   * not yet known gets this client's key, and a list that lacks members removes them (their accounts and devices are
+   * dropped and this client rekeys) while a list with new members gives them this client's key.
    */
   async #onGroupKey(
     from: string,
@@ -1360,28 +1482,23 @@ export class SendingClient {
     distribution: Uint8Array,
   ): Promise<void> {
     const id = toHex(groupId);
-    if (!members.includes(await this.#actingUser(from)) || !members.includes(this.#user)) {
+    const sender = await this.#actingUser(from);
+    if (!members.includes(sender) || !members.includes(this.#user)) {
       throw new TamperedMessageError(`SendingClient: group key for ${id} from a non-member or not naming this client`);
     }
     const epoch = decodeSenderKeyDistribution(distribution).epoch;
-    let state = this.#groups.get(id);
+    const state = this.#groups.get(id);
     if (state === undefined) {
-      const participants = await this.#participantsOf(members);
-      if (!participants.includes(from)) participants.push(from); // linked a moment ago: it proved its user above
-      // Joining in the sender's epoch: a key of an older epoch than the others' would be refused as stale.
-      state = this.#newGroup(groupId, members, participants, epoch);
-      state.session.processDistribution(from, distribution);
-      await this.#saveGroup(id);
-      await this.#retryGroupMessages(id);
-      await this.#distribute(state, state.session.distributionMessage(), state.session.members, {});
-      this.#emit("group", id);
+      if (this.#owner !== undefined && sender !== this.#user) {
+        this.#holdGroupKey({ groupId: id, from, distribution: distribution.slice() });
+        return;
+      }
+      await this.#joinGroup(groupId, from, members, distribution, epoch);
       return;
     }
-    if (!state.members.includes(await this.#actingUser(from))) return; // a removed member's key: ignored
-    // A key from before this client's last rekey carries an old member list (one that still names a removed
-    // member, say): only the key counts then, never the list.
-    if (epoch >= state.session.epoch) await this.#followMembers(state, members);
-    if (!state.session.members.includes(from)) await this.#addParticipants(state, [from], {});
+    if (!state.members.includes(sender)) return; // a removed member's key: ignored
+    const newcomer = !state.session.members.includes(from);
+    if (newcomer) state.session.addMember(from);
     try {
       state.session.processDistribution(from, distribution);
     } catch (error) {
@@ -1390,70 +1507,169 @@ export class SendingClient {
     await this.#saveGroup(id);
     await this.#retryGroupMessages(id);
     this.#emit("group", id);
+    // A key from before this client's last rekey carries an old member list (one that still names a removed
+    // member, say): only the key counts then, never the list.
+    const follow = epoch >= state.session.epoch;
+    if (newcomer) await this.#distribute(state, state.session.distributionMessage(), [from], {}, "report");
+    if (follow) await this.#followMembers(state, members);
   }
 
   /**
-   * Brings a group's members to `members`: members missing from it are removed (their accounts and devices dropped,
-   * this client rekeys and sends its new key to the rest); new members' accounts and devices get this client's key.
+   * Joins a group on a trusted GROUP_KEY: works out the participants from the DIDs, takes the sender's key in its
+   * epoch (a key of an older epoch than the others' would be refused as stale) and the keys held for the group from
+   * its members, then sends this client's key to every participant.
+   */
+  async #joinGroup(
+    groupId: Uint8Array,
+    from: string,
+    members: readonly string[],
+    distribution: Uint8Array,
+    epoch: number,
+  ): Promise<void> {
+    const id = toHex(groupId);
+    const participants = [...(await this.#participantsOf(members)).keys()];
+    if (!participants.includes(from)) participants.push(from); // linked a moment ago: it proved its user above
+    const state = this.#newGroup(groupId, members, participants, epoch);
+    state.session.processDistribution(from, distribution);
+    await this.#takeHeldKeys(state);
+    this.#groups.set(id, state);
+    await this.#saveGroup(id);
+    await this.#retryGroupMessages(id);
+    this.#emit("group", id);
+    await this.#distribute(state, state.session.distributionMessage(), state.session.members, {}, "report");
+  }
+
+  #holdGroupKey(key: HeldGroupKey): void {
+    if (this.#heldGroupKeys.length >= HELD_GROUP_KEYS_KEPT) {
+      const dropped = this.#heldGroupKeys.shift()!;
+      this.#emit(
+        "error",
+        new ClientError(
+          "UnknownGroup",
+          `SendingClient: dropped a key for group ${dropped.groupId} from ${dropped.from}: ` +
+            `no client of ${this.#user} named the group`,
+        ),
+      );
+    }
+    this.#heldGroupKeys.push(key);
+  }
+
+  /**
+   * Takes the keys held for a group just joined: only those from an account acting for a member of the trusted list,
+   * as keys (their member lists and epochs were never trusted); the others are dropped and reported.
+   */
+  async #takeHeldKeys(state: GroupState): Promise<void> {
+    const id = toHex(state.session.groupId);
+    const held = this.#heldGroupKeys.filter((k) => k.groupId === id);
+    this.#heldGroupKeys = this.#heldGroupKeys.filter((k) => k.groupId !== id);
+    for (const key of held) {
+      try {
+        if (!state.members.includes(await this.#actingUser(key.from))) {
+          throw new ClientError(
+            "NotMember",
+            `SendingClient: dropped a key for group ${id} from ${key.from}, who acts for no member of it`,
+          );
+        }
+        if (!state.session.members.includes(key.from)) state.session.addMember(key.from);
+        state.session.processDistribution(key.from, key.distribution);
+      } catch (error) {
+        this.#emit("error", error as Error);
+      } finally {
+        key.distribution.fill(0);
+      }
+    }
+  }
+
+  /**
+   * Follows a member list received with a group key (the receive path: failures to reach a participant are "error"
+   * events): members missing from it are removed (their accounts and devices dropped, this client rekeys and sends its
+   * new key to the rest). Members are never added from a list: a group only shrinks (`createGroup` names every
+   * member), so a list naming someone this client no longer has is stale (two removals at once) or forged, and
+   * following it would hand that member this client's key.
    */
   async #followMembers(state: GroupState, members: readonly string[]): Promise<void> {
     const removed = state.members.filter((m) => !members.includes(m));
-    const added = members.filter((m) => !state.members.includes(m));
-    if (removed.length > 0) await this.#rekeyWithout(state, removed, {});
-    if (added.length === 0) return;
-    state.members.push(...added);
-    const joining = (await this.#participantsOf(added)).filter((p) => !state.session.members.includes(p));
-    await this.#addParticipants(state, joining, {});
+    if (removed.length > 0) await this.#rekeyWithout(state, removed, {}, "report");
   }
 
   /**
-   * Removes `removed` (users) from a group: drops every participant that no longer acts for a member (their
-   * accounts, their devices, and devices unlinked since), rekeys, stores, and sends the new key to the rest.
+   * Removes `removed` (users) from a group: works out which participants leave (the removed users' accounts and
+   * devices, devices unlinked since, and any whose user cannot be read now: a device still linked is added back by
+   * the next message), then rekeys and stores the new session with the new list, and only then takes the new list:
+   * a failure before that leaves the group as it was, so the call can be retried. Last, the new key goes to the rest.
    */
-  async #rekeyWithout(state: GroupState, removed: readonly string[], options: ClientCallOptions): Promise<void> {
-    state.members = state.members.filter((m) => !removed.includes(m));
+  async #rekeyWithout(
+    state: GroupState,
+    removed: readonly string[],
+    options: ClientCallOptions,
+    onFailure: FailureMode,
+  ): Promise<void> {
+    const id = toHex(state.session.groupId);
+    const members = state.members.filter((m) => !removed.includes(m));
     const leaving: string[] = [];
     for (const p of state.session.members) {
-      if (!state.members.includes(await this.#actingUser(p))) leaving.push(p);
+      if (members.includes(p)) continue;
+      const user = await this.#actingUser(p).catch(() => undefined);
+      if (user === undefined || !members.includes(user)) leaving.push(p);
     }
-    const fresh = state.session.rekey(leaving);
-    await this.#saveGroup(toHex(state.session.groupId));
-    await this.#distribute(state, fresh, state.session.members, options);
+    const before = state.session.serialize();
+    let fresh: Uint8Array;
+    try {
+      fresh = state.session.rekey(leaving);
+      await this.#saveGroup(id, members);
+    } catch (error) {
+      state.session = GroupSession.deserialize(before, { randomBytes: this.#options.randomBytes });
+      throw error;
+    } finally {
+      before.fill(0);
+    }
+    state.members = members;
+    await this.#distribute(state, fresh, state.session.members, options, onFailure);
   }
 
-  /** Adds participants to a group's session (no rekey) and sends each this client's current sender key. */
-  async #addParticipants(state: GroupState, joining: readonly string[], options: ClientCallOptions): Promise<void> {
+  /** Adds participants to a group's session (no rekey), stores it, and sends each this client's current sender key. */
+  async #addParticipants(
+    state: GroupState,
+    joining: readonly string[],
+    options: ClientCallOptions,
+    onFailure: FailureMode,
+  ): Promise<void> {
     if (joining.length === 0) return;
     let mine: Uint8Array | undefined;
     for (const p of joining) mine = state.session.addMember(p);
     await this.#saveGroup(toHex(state.session.groupId));
-    await this.#distribute(state, mine!, joining, options);
+    await this.#distribute(state, mine!, joining, options, onFailure);
   }
 
   /**
    * Removes `member` (a user) from a group: rekeys (a new sender key in the next epoch; the member's account and
    * devices and their keys dropped) and sends the new key and member list to the remaining participants, who rekey
-   * too. Neither the removed member's account nor its devices can read what is sent after.
+   * too. Neither the removed member's account nor its devices can read what is sent after. A failure before the
+   * rekey is stored (a chain read, the store) leaves the group unchanged; a remaining member's account that cannot be
+   * reached throws after the rekey (the others were sent the key), a device that cannot be is an "error" event.
    */
   async removeGroupMember(groupId: string, member: string, options: ClientCallOptions = {}): Promise<void> {
     const id = normalizeGroupId(groupId);
-    const state = this.#groups.get(id);
-    if (state === undefined) throw new ClientError("UnknownGroup", `removeGroupMember: not in group ${id}`);
     const removed = getAddress(member);
-    if (!state.members.includes(removed)) {
-      throw new ClientError("NotMember", `removeGroupMember: ${removed} is not a member of group ${id}`);
-    }
-    if (removed === this.#user) {
-      throw new ClientError("NotMember", `removeGroupMember: ${removed} is this client's own user`);
-    }
-    await this.#rekeyWithout(state, [removed], options);
+    await this.#withGroup(id, async () => {
+      const state = this.#groups.get(id);
+      if (state === undefined) throw new ClientError("UnknownGroup", `removeGroupMember: not in group ${id}`);
+      if (!state.members.includes(removed)) {
+        throw new ClientError("NotMember", `removeGroupMember: ${removed} is not a member of group ${id}`);
+      }
+      if (removed === this.#user) {
+        throw new ClientError("NotMember", `removeGroupMember: ${removed} is this client's own user`);
+      }
+      await this.#rekeyWithout(state, [removed], options, "throw");
+    });
   }
 
   /**
    * Sends a text or binary message to the group: one sender-key encryption, carried inside the pairwise session to
-   * each other participant (every member's account and linked devices, this user's other clients included; a device
-   * linked since the last message gets this client's key first). Receivers show a device's message as its user's.
-   * Throws ClientError("UnknownGroup" | "MessageTooLarge"); a device that cannot be reached is an "error" event.
+   * each other participant acting for a current member (every member's account and linked devices, this user's other
+   * clients included; a device linked since the last message gets this client's key first). Receivers show a
+   * device's message as its user's. Throws ClientError("UnknownGroup" | "MessageTooLarge"); a member's account that
+   * cannot be reached throws once the others were tried; a device that cannot be is an "error" event.
    */
   async sendToGroup(
     groupId: string,
@@ -1461,37 +1677,46 @@ export class SendingClient {
     options: ClientCallOptions = {},
   ): Promise<GroupSendResult> {
     const id = normalizeGroupId(groupId);
-    const state = this.#groups.get(id);
-    if (state === undefined) throw new ClientError("UnknownGroup", `sendToGroup: not in group ${id}`);
     const plaintext = typeof content === "string" ? new TextEncoder().encode(content) : content;
     if (plaintext.length > MAX_GROUP_MESSAGE_BYTES) {
       throw new ClientError("MessageTooLarge", `sendToGroup: at most ${MAX_GROUP_MESSAGE_BYTES} bytes`);
     }
-    // A device linked to a member since the last message gets this client's key first, so it reads this one.
-    const joining = (await this.#participantsOf(state.members)).filter((p) => !state.session.members.includes(p));
-    await this.#addParticipants(state, joining, options);
-    const ciphertext = state.session.encrypt(plaintext);
-    await this.#saveGroup(id); // before anything leaves: a restart must never reuse this chain step
-    const body = encodeContent({
-      kind: ContentKind.GROUP_MESSAGE,
-      groupId: state.session.groupId,
-      message: ciphertext,
+    return this.#withGroup(id, async () => {
+      const state = this.#groups.get(id);
+      if (state === undefined) throw new ClientError("UnknownGroup", `sendToGroup: not in group ${id}`);
+      const participants = await this.#participantsOf(state.members);
+      // Checked against the live member list after the chain reads: only accounts acting for a member now count.
+      const current = [...participants].filter(([, member]) => state.members.includes(member)).map(([p]) => p);
+      // A device linked to a member since the last message gets this client's key first, so it reads this one.
+      const joining = current.filter((p) => !state.session.members.includes(p));
+      await this.#addParticipants(state, joining, options, "throw");
+      const ciphertext = state.session.encrypt(plaintext);
+      await this.#saveGroup(id); // before anything leaves: a restart must never reuse this chain step
+      const body = encodeContent({
+        kind: ContentKind.GROUP_MESSAGE,
+        groupId: state.session.groupId,
+        message: ciphertext,
+      });
+      const to = state.session.members.filter((p) => current.includes(p));
+      const result = await this.#sendToParticipants(state, to, body, options, "throw");
+      return { ...result, ciphertext };
     });
-    const result = await this.#sendToParticipants(state, state.session.members, body, options);
-    return { ...result, ciphertext };
   }
 
   /**
    * Decrypts a sender-key message of a group with this client's keys (for messages kept or forwarded by the app);
-   * `from` is the sending account (a device account for a message a device sent). Throws ClientError("UnknownGroup") or SenderKeyError (e.g. "UnknownSenderKey" for a member removed before it).
+   * `from` is the sending account (a device account for a message a device sent). Throws ClientError("UnknownGroup")
+   * or SenderKeyError (e.g. "UnknownSenderKey" for a member removed before it).
    */
   async decryptGroupMessage(groupId: string, ciphertext: Uint8Array): Promise<{ from: string; plaintext: Uint8Array }> {
     const id = normalizeGroupId(groupId);
-    const state = this.#groups.get(id);
-    if (state === undefined) throw new ClientError("UnknownGroup", `decryptGroupMessage: not in group ${id}`);
-    const opened = state.session.decrypt(ciphertext);
-    await this.#saveGroup(id);
-    return { from: getAddress(opened.senderId), plaintext: opened.plaintext };
+    return this.#withGroup(id, async () => {
+      const state = this.#groups.get(id);
+      if (state === undefined) throw new ClientError("UnknownGroup", `decryptGroupMessage: not in group ${id}`);
+      const opened = state.session.decrypt(ciphertext);
+      await this.#saveGroup(id);
+      return { from: getAddress(opened.senderId), plaintext: opened.plaintext };
+    });
   }
 
   // ------------------------------------------------------------------------------------------------ bills
@@ -1580,10 +1805,12 @@ export class SendingClient {
   // ------------------------------------------------------------------------------------------------ backup
 
   /**
-   * Seals `contents` under the wallet's backup key, points the DID at it (`backupPointer`), and parks the blob in this
-   * client's own inbox at its home nodes (as chunks through the relay, kept for MAX_TTL_SECONDS), where any client
-   * of the same wallet finds it. Once the new pointer is set, the chunks of the backup the DID named before are
-   * acknowledged (deleted) at the home nodes.
+   * Seals `contents` under the wallet's backup key, parks the blob in this client's own inbox at its home nodes (as
+   * chunks through the relay, kept for MAX_TTL_SECONDS), where any client of the same wallet finds it, and points the
+   * DID at it (`backupPointer`). The pointer is set only once every chunk of the new backup was met in the inbox
+   * (`sync`, BACKUP_CONFIRM_ATTEMPTS × BACKUP_CONFIRM_DELAY_MS at most); then the chunks of the backup the DID named
+   * before are acknowledged (deleted) at the home nodes. Throws ClientError("BackupNotFound") when the new chunks did
+   * not all arrive: the DID then still names the previous backup, which is kept.
    */
   async backup(contents: BackupContents, options: ClientCallOptions = {}): Promise<string> {
     if (this.#homeNodes.length === 0) await this.#loadHomeNodes();
@@ -1591,10 +1818,20 @@ export class SendingClient {
     const blob = sealBackup(this.#identity, contents, this.#options.randomBytes);
     const pointer = backupPointer(blob);
     const homes = this.#homeNodes.filter((n) => n.active);
-    for (const chunk of backupChunks(blob)) {
+    const chunks = backupChunks(blob);
+    for (const chunk of chunks) {
       const messageId = this.#random(16);
       const payload = encodeDelivery({ messageId, ttlSeconds: MAX_TTL_SECONDS, envelope: chunk });
       await this.#deliverPayload(payload, homes, options);
+    }
+    const digest = pointer.slice("sha256:".length).toLowerCase();
+    const arrived = await this.#backupArrived(digest, chunks.length, options);
+    if (arrived < chunks.length) {
+      throw new ClientError(
+        "BackupNotFound",
+        `backup: ${arrived} of the ${chunks.length} chunks of ${pointer} reached the inbox; ` +
+          `the DID still names ${previous || "no backup"}`,
+      );
     }
     await this.#did.setBackupPointer(pointer);
     // Only the backup the DID named before: chunks of another digest may be a backup another app of the same wallet
@@ -1603,6 +1840,23 @@ export class SendingClient {
       await this.#dropBackup(previous.slice("sha256:".length).toLowerCase(), options);
     }
     return pointer;
+  }
+
+  /**
+   * How many of the `count` chunks of backup `digest` (hex) this client has met in its inbox, syncing until all are
+   * there or BACKUP_CONFIRM_ATTEMPTS syncs are done.
+   */
+  async #backupArrived(digest: string, count: number, options: ClientCallOptions): Promise<number> {
+    const met = () =>
+      new Set(
+        [...this.#backupChunks.values()].filter((k) => toHex(k.chunk.digest) === digest).map((k) => k.chunk.index),
+      ).size;
+    for (let attempt = 0; attempt < BACKUP_CONFIRM_ATTEMPTS && met() < count; attempt++) {
+      if (attempt > 0) await sleep(BACKUP_CONFIRM_DELAY_MS, options.signal);
+      options.signal?.throwIfAborted();
+      await this.sync(options);
+    }
+    return met();
   }
 
   async #deliverPayload(

@@ -49,7 +49,7 @@ export class SeenIds {
   /**
    * Loads the stored ids. A record that does not open or parse (IdentityError "CorruptStorage") is deleted and passed
    * to `onError`: its ids are forgotten, so at worst a late replica of one of them fails to decrypt and is reported.
-   * Throws the storage's errors otherwise.
+   * Throws the storage's errors otherwise (a record that could not be read is kept: it may read next time).
    */
   static async load(store: SeenIdsStore, onError: (error: Error) => void = () => undefined): Promise<SeenIds> {
     const seen = new SeenIds(store);
@@ -68,7 +68,9 @@ export class SeenIds {
         seen.#records.push({ number, ids });
         for (const id of ids) seen.#ids.add(id);
       } catch (error) {
-        onError(error as Error);
+        // Only a record that is really broken goes: a storage that failed for a moment must not cost the ids.
+        if (!(error instanceof IdentityError) || error.code !== "CorruptStorage") throw error;
+        onError(error);
         await store.delete(name);
       }
     }

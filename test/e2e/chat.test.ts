@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
-import { Wallet } from "ethers";
+import { Wallet, getBytes, type TransactionRequest } from "ethers";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -10,7 +10,7 @@ import { startEdgeNode, type EdgeNode } from "../../node/edge";
 import { DEFAULT_INBOX_QUOTA } from "../../node/inbox";
 import { createLogger } from "../../node/log";
 import { NodeRole, TOKEN } from "../../sdk/chain/protocol";
-import { SenderKeyError } from "../../sdk/crypto/senderKeys";
+import { GroupSession, SenderKeyError } from "../../sdk/crypto/senderKeys";
 import { RatchetError, TamperedMessageError } from "../../sdk/crypto/ratchet";
 import { readEdgeNodes } from "../../sdk/chain/nodes";
 import { sendPacket, recipientIdOf } from "../../sdk/net/calls";
@@ -24,9 +24,9 @@ import {
   sealEnvelope,
 } from "../../sdk/client/envelope";
 import { toHex } from "../../sdk/crypto/bytes";
-import { encodeDelivery } from "../../sdk/wire/messages";
+import { INBOX_MAX_BATCH, encodeDelivery } from "../../sdk/wire/messages";
 import { wrapPacket } from "../../sdk/wire/onion";
-import { FileStorage, MemoryStorage, type StorageAdapter } from "../../sdk/storage";
+import { FileStorage, MemoryStorage, StorageError, type StorageAdapter } from "../../sdk/storage";
 import {
   ClientError,
   MAX_MESSAGE_BYTES,
@@ -90,7 +90,7 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
   }
 
   /** A second app of `signer`'s wallet: a device account linked both ways, registered on `homeNode` and started. */
-  async function device(signer: HardhatEthersSigner, homeNode: string) {
+  async function device(signer: HardhatEthersSigner, homeNode: string, start = true) {
     const d = await SendingClient.createDevice({
       signer,
       storage: new MemoryStorage(),
@@ -101,7 +101,7 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     clients.push(d);
     d.on("error", () => undefined);
     await d.register({ homeNodes: [homeNode] });
-    await d.start();
+    if (start) await d.start();
     return d;
   }
 
@@ -166,6 +166,8 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
 
   let aliceClient: SendingClient;
   let bobClient: SendingClient;
+  /** Dave has a DID but no prekeys: nobody can open a session to him (he can open one to others). */
+  let daveClient: SendingClient;
   const bobStorage = new MemoryStorage();
 
   it("refuses to send to an address without a DID, and to one whose home nodes hold no prekeys", async () => {
@@ -178,7 +180,7 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     );
     expect(error).to.be.instanceOf(UnknownRecipientError);
     // Dave registers a DID on chain but never publishes prekeys to his home node.
-    const daveClient = await client(dave);
+    daveClient = await client(dave);
     await daveClient.did.register(daveClient.identity, { homeNodes: [nodes[3].operator] });
     const noPrekeys = await aliceClient.send(dave.address, "hello?").then(
       () => expect.fail("expected NoPrekeysError"),
@@ -442,13 +444,16 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     expect(got).to.deep.equal([]);
   });
 
+  let groupId: string;
+  let carolClient: SendingClient;
+
   it("runs a group by sender keys across members' devices; a removed member's account and devices cannot read on", async () => {
-    const carolClient = await client(carol);
+    carolClient = await client(carol);
     await carolClient.register({ homeNodes: [nodes[3].operator] });
     await carolClient.start();
     const carolTablet = await device(carol, nodes[2].operator);
 
-    const groupId = await aliceClient.createGroup([bob.address, carol.address]);
+    groupId = await aliceClient.createGroup([bob.address, carol.address]);
     // Every participant (Bob, his phone, Carol, her tablet) joins and answers with its own sender key.
     const joined = (c: SendingClient) => c.groupMembers(groupId)?.length === 3;
     await until(() => [bobClient, bobPhone, carolClient, carolTablet].every(joined), "the group to form");
@@ -479,7 +484,16 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     }, "Bob to send to the group");
     for (const m of await Promise.all(arriving)) expect(m).to.include({ text: "bob to the group", from: bob.address });
 
+    // A message on its way while Carol is removed: the removal waits for it (one change at a time per group), so it
+    // reaches Carol and her tablet under the old key, and the new key never does.
+    const carolErrors: Error[] = [];
+    carolClient.on("error", (e) => carolErrors.push(e));
+    const justBefore = [carolClient, carolTablet].map((c) => next(c, (m) => m.text === "just before the removal"));
+    const sending = aliceClient.sendToGroup(groupId, "just before the removal");
     await aliceClient.removeGroupMember(groupId, carol.address);
+    expect((await sending).messageIds).to.have.length(4);
+    await Promise.all(justBefore);
+    expect(carolErrors).to.deep.equal([]); // no key came with a list that lacks her
     await until(
       () => bobClient.groupMembers(groupId)?.length === 2 && bobPhone.groupMembers(groupId)?.length === 2,
       "Bob and his phone to rekey without Carol",
@@ -514,11 +528,17 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     expect(carolGot).to.deep.equal([]);
     expect(tabletGot).to.deep.equal([]);
 
-    // A device linked after the group formed takes part from the next message of any participant.
+    // A device linked after the group formed joins once a client of its own user names the group to it (Alice's
+    // next message); the key Bob's phone sent it first is held until then, and the phone's message with it.
     const aliceTablet = await device(alice, nodes[1].operator);
-    const atTablet = next(aliceTablet, (m) => m.groupId === groupId);
+    const atTablet = collect(aliceTablet);
     await bobPhone.sendToGroup(groupId, "welcome, new device");
-    expect(await atTablet).to.include({ text: "welcome, new device", from: bob.address, device: bobPhone.address });
+    await aliceClient.sendToGroup(groupId, "alice names the group to her tablet");
+    await until(() => atTablet.length === 2, "both group messages at Alice's new tablet");
+    expect(atTablet.map((m) => [m.text, m.from, m.device])).to.have.deep.members([
+      ["welcome, new device", bob.address, bobPhone.address],
+      ["alice names the group to her tablet", alice.address, undefined],
+    ]);
     expect(aliceTablet.groupMembers(groupId)).to.have.members([alice.address, bob.address]);
 
     // The group survives a restart: Bob's new client over the same storage still reads and writes it.
@@ -532,6 +552,187 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     const atAlice = next(aliceClient, (m) => m.groupId === groupId);
     await bobClient.sendToGroup(groupId, "bob after restart");
     expect((await atAlice).text).to.equal("bob after restart");
+  });
+
+  it("does not let a removed member bring a device linked since into the group with its old list and epoch", async () => {
+    // Bob links a tablet after Carol was removed. Carol still knows the group id and holds a session with the tablet.
+    const tablet = await device(bob, nodes[0].operator, false);
+    const stored = () => nodes[0].inbox.store.usage(recipientIdOf(tablet.address), Date.now()).count;
+    await carolClient.send(tablet.address, "hi from carol");
+    const session = (await carolClient.identity.loadSession(tablet.address))!;
+    const stale = GroupSession.create({
+      groupId: getBytes(`0x${groupId}`),
+      selfId: carol.address,
+      members: [alice.address, bob.address, tablet.address],
+      epoch: 1_000_000, // far ahead: joined in it, the tablet would refuse every real list after
+    });
+    const forged = encodeContent({
+      kind: ContentKind.GROUP_KEY,
+      groupId: getBytes(`0x${groupId}`),
+      members: [alice.address, bob.address, carol.address],
+      distribution: stale.distributionMessage(),
+    });
+    const envelope = sealEnvelope(tablet.identity.publicIdentity.dh, {
+      type: InnerType.RATCHET,
+      sender: carol.address,
+      body: session.encrypt(forged),
+    });
+    await deliverRaw(carolClient, tablet.address, nodes[0].operator, envelope);
+    await until(() => stored() === 2, "Carol's message and her stale key at the tablet's home node");
+    const carolGroups: string[] = [];
+    carolClient.on("group", (id) => carolGroups.push(id));
+    const errors: Error[] = [];
+    tablet.on("error", (e) => errors.push(e));
+    const shown = collect(tablet);
+    await tablet.start(); // drains both, in order
+    expect(shown.map((m) => m.text)).to.deep.equal(["hi from carol"]);
+    expect(tablet.groupMembers(groupId)).to.equal(undefined); // held: Carol is no client of Bob
+
+    // Bob's next message names the group to his tablet: it joins with the real list, in the real epoch.
+    const fromBob = next(tablet, (m) => m.groupId === groupId);
+    await bobClient.sendToGroup(groupId, "bob names the group to his tablet");
+    expect((await fromBob).text).to.equal("bob names the group to his tablet");
+    expect(tablet.groupMembers(groupId)).to.have.members([alice.address, bob.address]);
+    expect(errors.some((e) => e instanceof ClientError && e.code === "NotMember")).to.equal(true); // Carol's key
+    // It reads Alice and Alice reads it; Carol got nothing from it.
+    const fromAlice = next(tablet, (m) => m.groupId === groupId);
+    await aliceClient.sendToGroup(groupId, "hello, bob's tablet");
+    expect((await fromAlice).text).to.equal("hello, bob's tablet");
+    const atAlice = next(aliceClient, (m) => m.groupId === groupId);
+    const fromTablet = await tablet.sendToGroup(groupId, "the tablet to the group");
+    expect(await atAlice).to.include({ text: "the tablet to the group", from: bob.address, device: tablet.address });
+    await carolClient.decryptGroupMessage(groupId, fromTablet.ciphertext).then(
+      () => expect.fail("Carol opened the tablet's message"),
+      (e: unknown) => expect(e).to.be.instanceOf(SenderKeyError),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(carolGroups).to.deep.equal([]);
+  });
+
+  it("leaves a group as it was when a removal fails before it is stored, and follows a removal past an unreachable member", async () => {
+    const [ivan, judy, kate] = ctx.signers.slice(13, 16);
+    // Ivan's storage refuses to write group records while `failing` is set.
+    const base = new MemoryStorage();
+    let failing = false;
+    const flaky: StorageAdapter = {
+      get: (key) => base.get(key),
+      list: (prefix) => base.list(prefix),
+      delete: (key) => base.delete(key),
+      put: (key, value) =>
+        failing && key.includes("/net/g/")
+          ? Promise.reject(new StorageError("Io", "test: the disk is full"))
+          : base.put(key, value),
+    };
+    const ivanClient = await client(ivan, flaky);
+    const judyClient = await client(judy);
+    const kateClient = await client(kate);
+    for (const c of [ivanClient, judyClient, kateClient]) {
+      await c.register({ homeNodes: [nodes[2].operator] });
+      await c.start();
+    }
+    // Dave has no prekeys: only Ivan, to whom Dave wrote first, has a session to him; Judy cannot reach him.
+    const hi = next(ivanClient, (m) => m.from === dave.address);
+    await daveClient.send(ivan.address, "hi ivan");
+    await hi;
+    const group = await ivanClient.createGroup([judy.address, kate.address, dave.address]);
+    await until(
+      () => judyClient.groupMembers(group)?.length === 4 && kateClient.groupMembers(group)?.length === 4,
+      "Judy and Kate to join",
+    );
+
+    failing = true;
+    await ivanClient.removeGroupMember(group, kate.address).then(
+      () => expect.fail("expected the store's failure"),
+      (e: unknown) => expect(e).to.be.instanceOf(StorageError),
+    );
+    expect(ivanClient.groupMembers(group)).to.include(kate.address); // nothing changed
+    failing = false;
+    await ivanClient.removeGroupMember(group, kate.address); // the retry is a removal like the first
+    expect(ivanClient.groupMembers(group)).to.have.members([ivan.address, judy.address, dave.address]);
+
+    // Judy rekeys on Ivan's removal; her new key cannot reach Dave, yet she took Ivan's new key first.
+    await until(() => judyClient.groupMembers(group)?.length === 3, "Judy to follow the removal");
+    const atJudy = next(judyClient, (m) => m.groupId === group);
+    const after = await ivanClient.sendToGroup(group, "kate is gone");
+    expect((await atJudy).text).to.equal("kate is gone");
+    await kateClient.decryptGroupMessage(group, after.ciphertext).then(
+      () => expect.fail("Kate opened a message sent after her removal"),
+      (e: unknown) => expect(e).to.be.instanceOf(SenderKeyError),
+    );
+  });
+
+  it("shows a message whose device link cannot be read as the device's own, and a send survives a failed copy lookup", async () => {
+    const nora = ctx.signers[16];
+    // Nora's chain reads of the DID of `failReadsOf` fail while it is set (an RPC node that is down for a moment).
+    let failReadsOf: string | undefined;
+    const flaky = new Proxy(nora, {
+      get(target, property) {
+        if (property === "call") {
+          return async (tx: TransactionRequest) => {
+            const data = String(tx.data ?? "").toLowerCase();
+            if (failReadsOf !== undefined && data.includes(failReadsOf.slice(2).toLowerCase())) {
+              throw new Error("test: the RPC node is down");
+            }
+            return target.call(tx);
+          };
+        }
+        const value: unknown = Reflect.get(target, property, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const noraClient = await client(flaky);
+    const errors: Error[] = [];
+    noraClient.on("error", (e) => errors.push(e));
+    await noraClient.register({ homeNodes: [nodes[1].operator] });
+    await noraClient.start();
+
+    // Whose device Bob's phone is cannot be read: the message is shown as the phone's own, and the failure reported.
+    failReadsOf = bob.address;
+    const shown = next(noraClient);
+    await bobPhone.send(nora.address, "the link cannot be read");
+    const m = await shown;
+    expect(m).to.include({ text: "the link cannot be read", from: bobPhone.address });
+    expect(m.device).to.equal(undefined);
+    expect(errors.some((e) => e instanceof ClientError && e.code === "LookupFailed")).to.equal(true);
+
+    // Nora's own devices cannot be read after her message went out: the send resolves, without copies.
+    failReadsOf = nora.address;
+    errors.length = 0;
+    const atAlice = next(aliceClient, (m) => m.from === nora.address);
+    const sent = await noraClient.send(alice.address, "no copies this time");
+    expect(sent.copies).to.deep.equal([]);
+    expect((await atAlice).text).to.equal("no copies this time");
+    expect(errors.map((e) => e.message)).to.deep.equal(["test: the RPC node is down"]);
+    failReadsOf = undefined;
+  });
+
+  it("does not acknowledge a batch whose seen ids could not be stored, and acknowledges it once they are", async () => {
+    const liam = ctx.signers[17];
+    const base = new MemoryStorage();
+    let failing = false;
+    const flaky: StorageAdapter = {
+      get: (key) => base.get(key),
+      list: (prefix) => base.list(prefix),
+      delete: (key) => base.delete(key),
+      put: (key, value) =>
+        failing && key.includes("/net/seen/")
+          ? Promise.reject(new StorageError("Io", "test: the disk is full"))
+          : base.put(key, value),
+    };
+    const liamClient = await client(liam, flaky);
+    await liamClient.register({ homeNodes: [nodes[3].operator] });
+    await liamClient.start();
+    const held = () => nodes[3].inbox.store.usage(recipientIdOf(liam.address), Date.now()).count;
+    failing = true;
+    const shown = collect(liamClient);
+    await aliceClient.send(liam.address, "only once, whatever the disk does");
+    await until(() => shown.length === 1, "the message to be shown");
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(held()).to.equal(1); // not acknowledged: a restart now would not know its id
+    failing = false;
+    await liamClient.sync(); // it comes again: known, its id stored now, acknowledged
+    expect(held()).to.equal(0);
+    expect(shown).to.have.length(1);
   });
 
   it("does not show again, after a restart, a late replica of a message it already showed", async () => {
@@ -587,6 +788,61 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     const second = await aliceClient.backup({ contacts: [], history: [] });
     await until(() => parked().length === 1 && parked()[0] === second, "only the second backup's chunk to stay");
     expect((await aliceClient.did.readDid(alice.address)).backupPointer).to.equal(second);
+  });
+
+  it("ends a sync whose acknowledgements the node keeps refusing", async () => {
+    const recipient = recipientIdOf(alice.address);
+    const parked = () =>
+      nodes[0].inbox.store.page(recipient, Date.now(), 100).filter((row) => row.envelope[0] === EnvelopeKind.BACKUP);
+    // A backup of 20 chunks: once replaced, a drain meets a full batch of its chunks.
+    const long = { peer: bob.address, direction: "sent" as const, timestamp: 1, text: "x".repeat(70_000) };
+    await aliceClient.backup({ contacts: [], history: [long] });
+    await until(() => parked().length > INBOX_MAX_BATCH, "the large backup's chunks");
+    const store = nodes[0].inbox.store;
+    const remove = store.remove.bind(store);
+    store.remove = () => {
+      throw new Error("test: acknowledgements refused");
+    };
+    try {
+      let timer: NodeJS.Timeout | undefined;
+      const hung = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("backup (and its sync) did not end")), 20_000);
+      });
+      try {
+        await Promise.race([aliceClient.backup({ contacts: [], history: [] }), hung]);
+      } finally {
+        clearTimeout(timer);
+      }
+      expect(parked().length).to.be.greaterThan(INBOX_MAX_BATCH); // nothing was deleted
+    } finally {
+      store.remove = remove;
+    }
+    await aliceClient.sync(); // the node takes acknowledgements again: the replaced chunks go
+    await until(() => parked().length === 1, "only the newest backup's chunk to stay");
+  });
+
+  it("keeps the previous backup, and the DID's pointer to it, when the new backup's chunks do not reach the inbox", async () => {
+    const recipient = recipientIdOf(alice.address);
+    const parked = () =>
+      nodes[0].inbox.store
+        .page(recipient, Date.now(), 100)
+        .filter((row) => row.envelope[0] === EnvelopeKind.BACKUP)
+        .map((row) => `sha256:${toHex(parseBackupChunk(row.envelope).digest)}`);
+    const before = (await aliceClient.did.readDid(alice.address)).backupPointer;
+    expect(parked()).to.deep.equal([before]);
+    const store = nodes[0].inbox.store;
+    const insert = store.insert.bind(store);
+    store.insert = (row) => ({ outcome: "duplicate", row }); // the exit answers as if it held it, and keeps nothing
+    try {
+      await aliceClient.backup({ contacts: [], history: [] }).then(
+        () => expect.fail("expected BackupNotFound"),
+        (e: unknown) => expect(e).to.be.instanceOf(ClientError).with.property("code", "BackupNotFound"),
+      );
+    } finally {
+      store.insert = insert;
+    }
+    expect((await aliceClient.did.readDid(alice.address)).backupPointer).to.equal(before);
+    expect(parked()).to.deep.equal([before]);
   });
 
   it("restores the backup in a fresh client of the same wallet, which then takes over the chat", async () => {

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { SEEN_IDS_KEPT, SEEN_IDS_PER_RECORD, SeenIds } from "../../sdk/client/seen";
 import { IdentityError } from "../../sdk/client/identity";
-import { MemoryStorage } from "../../sdk/storage";
+import { MemoryStorage, StorageError } from "../../sdk/storage";
 
 /** The hex message id of the number `n` (16 bytes, big-endian). */
 const id = (n: number) => n.toString(16).padStart(32, "0");
@@ -54,5 +54,25 @@ describe("sdk: seen message ids (SeenIds)", () => {
     expect(errors[0]).to.be.instanceOf(IdentityError).with.property("code", "CorruptStorage");
     expect(await storage.list("")).to.deep.equal([]);
     expect(() => seen.add("abc")).to.throw(IdentityError, /32 lower-case hex digits/);
+  });
+
+  it("keeps a record the storage failed to read for a moment, and throws that failure", async () => {
+    const storage = new MemoryStorage();
+    const seen = await SeenIds.load(storage);
+    seen.add(id(1));
+    await seen.flush();
+    const failing = {
+      list: (prefix: string) => storage.list(prefix),
+      get: (): Promise<Uint8Array | undefined> => Promise.reject(new StorageError("Io", "test: the disk is busy")),
+      put: (key: string, value: Uint8Array) => storage.put(key, value),
+      delete: (key: string) => storage.delete(key),
+    };
+    const errors: Error[] = [];
+    await SeenIds.load(failing, (e) => errors.push(e)).then(
+      () => expect.fail("expected the storage's error"),
+      (e: unknown) => expect(e).to.be.instanceOf(StorageError),
+    );
+    expect(errors).to.deep.equal([]);
+    expect((await SeenIds.load(storage)).has(id(1))).to.equal(true); // still there once the storage reads again
   });
 });

@@ -488,6 +488,7 @@ export class EdgeRelay {
       this.init.forwardTimeoutMs ?? FORWARD_TIMEOUT_MS,
     );
     const onStop = () => dial.abort(this.controller.signal.reason);
+    if (this.controller.signal.aborted) onStop(); // stopped already: the listener below would never fire
     this.controller.signal.addEventListener("abort", onStop, { once: true });
     const signal = dial.signal;
     let stream: Stream;

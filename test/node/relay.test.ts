@@ -36,6 +36,14 @@ async function until(done: () => boolean): Promise<void> {
   for (let i = 0; i < 250 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 20));
 }
 
+/** A relay frame carrying `text` through `route`, to RECIPIENT. */
+const packetFrame = (route: EdgeHost[], text: string) =>
+  encodeFrame(
+    RELAY_PACKET_TYPE,
+    wrapPacket(route.map(hopOf), RECIPIENT, new TextEncoder().encode(text)),
+    RELAY_MAX_FRAME_BYTES,
+  );
+
 /** Writes `chunks` on a fresh relay stream, closes the write side and returns the error answers read back. */
 async function exchange(sender: EdgeHost, to: EdgeHost, chunks: readonly Uint8Array[]): Promise<ErrorAnswer[]> {
   const stream: Stream = await sender.libp2p.dialProtocol(to.libp2p.peerId, RELAY_PROTOCOL, {
@@ -53,6 +61,38 @@ async function exchange(sender: EdgeHost, to: EdgeHost, chunks: readonly Uint8Ar
   }
   decoder.end();
   return answers;
+}
+
+/**
+ * A next hop whose relay key the test knows and whose lanes the test reads itself: how many streams it was opened,
+ * how many frames each chunk carried, and the payloads it peeled, in order.
+ */
+async function readingNextHop() {
+  const dataDir = await mkdtemp(path.join(tmpdir(), "sending-next-"));
+  const key = generateNodeKey();
+  await writeFile(path.join(dataDir, DEVNET_KEY_FILE), JSON.stringify({ privateKey: key.privateKey }));
+  const host = await createEdgeHost({ dataDir });
+  const relayKey = relayKeyPairFromNodeKey(hexToBytes(key.privateKey.slice(2))).privateKey;
+  await host.relay.stop();
+  const seen = { lanes: 0, chunks: [] as number[], payloads: [] as string[] };
+  await host.libp2p.handle(RELAY_PROTOCOL, async (stream) => {
+    seen.lanes++;
+    const decoder = new FrameDecoder(RELAY_MAX_FRAME_BYTES);
+    for await (const chunk of stream) {
+      const frames = decoder.push(chunk);
+      seen.chunks.push(frames.length);
+      for (const frame of frames) {
+        const result = peel(frame.body, relayKey);
+        if (!("deliver" in result)) throw new Error("expected a delivery layer");
+        seen.payloads.push(new TextDecoder().decode(result.payload));
+      }
+    }
+  });
+  const stop = async () => {
+    await host.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  };
+  return { host, seen, stop };
 }
 
 describe("node/relay: the layered-packet relay on real libp2p hosts", function () {
@@ -103,71 +143,32 @@ describe("node/relay: the layered-packet relay on real libp2p hosts", function (
   });
 
   it("writes the packets it peels together to the next hop in one write, in order and intact", async () => {
-    // A next hop whose relay key the test knows, reading the lane itself: what arrives, and in how many chunks.
-    const nextDir = await mkdtemp(path.join(tmpdir(), "sending-next-"));
-    const key = generateNodeKey();
-    await writeFile(path.join(nextDir, DEVNET_KEY_FILE), JSON.stringify({ privateKey: key.privateKey }));
-    const next = await createEdgeHost({ dataDir: nextDir });
-    const nextKey = relayKeyPairFromNodeKey(hexToBytes(key.privateKey.slice(2))).privateKey;
-    await next.relay.stop();
-    const chunks: number[] = [];
-    const payloads: string[] = [];
-    await next.libp2p.handle(RELAY_PROTOCOL, async (stream) => {
-      const decoder = new FrameDecoder(RELAY_MAX_FRAME_BYTES);
-      for await (const chunk of stream) {
-        const frames = decoder.push(chunk);
-        chunks.push(frames.length);
-        for (const frame of frames) {
-          const result = peel(frame.body, nextKey);
-          if (!("deliver" in result)) throw new Error("expected a delivery layer");
-          payloads.push(new TextDecoder().decode(result.payload));
-        }
-      }
-    });
-    const peers = new Map<string, Multiaddr[]>([[next.libp2p.peerId.toString(), next.libp2p.getMultiaddrs()]]);
+    const next = await readingNextHop();
+    const peers = new Map<string, Multiaddr[]>([
+      [next.host.libp2p.peerId.toString(), next.host.libp2p.getMultiaddrs()],
+    ]);
     const relay = await createEdgeHost({ dataDir: path.join(root, "batching"), relay: { peers } });
     await sender.libp2p.peerStore.merge(relay.libp2p.peerId, { multiaddrs: relay.libp2p.getMultiaddrs() });
     try {
       const sent = Array.from({ length: 10 }, (_, i) => `packet ${i}`);
-      const frames = sent.map((text) =>
-        encodeFrame(
-          RELAY_PACKET_TYPE,
-          wrapPacket([hopOf(relay), hopOf(next)], RECIPIENT, new TextEncoder().encode(text)),
-          RELAY_MAX_FRAME_BYTES,
-        ),
-      );
+      const frames = sent.map((text) => packetFrame([relay, next.host], text));
       // One write of ten frames: the relay peels them in one turn and queues all ten on the lane.
       expect(await exchange(sender, relay, [concatBytes(...frames)])).to.deep.equal([]);
-      await until(() => payloads.length === sent.length);
-      expect(payloads).to.deep.equal(sent);
+      await until(() => next.seen.payloads.length === sent.length);
+      expect(next.seen.payloads).to.deep.equal(sent);
+      const { chunks } = next.seen;
       expect(chunks.length, `chunks of ${chunks.join(", ")} frames`).to.be.lessThan(sent.length);
     } finally {
       await relay.stop();
       await next.stop();
-      await rm(nextDir, { recursive: true, force: true });
     }
   });
 
   it("keeps a lane open past the forward timeout: one stream to the next hop carries packets sent seconds apart", async () => {
-    const nextDir = await mkdtemp(path.join(tmpdir(), "sending-next-"));
-    const key = generateNodeKey();
-    await writeFile(path.join(nextDir, DEVNET_KEY_FILE), JSON.stringify({ privateKey: key.privateKey }));
-    const next = await createEdgeHost({ dataDir: nextDir });
-    const nextKey = relayKeyPairFromNodeKey(hexToBytes(key.privateKey.slice(2))).privateKey;
-    await next.relay.stop();
-    let lanes = 0;
-    const payloads: string[] = [];
-    await next.libp2p.handle(RELAY_PROTOCOL, async (stream) => {
-      lanes++;
-      const decoder = new FrameDecoder(RELAY_MAX_FRAME_BYTES);
-      for await (const chunk of stream) {
-        for (const frame of decoder.push(chunk)) {
-          const result = peel(frame.body, nextKey);
-          if ("deliver" in result) payloads.push(new TextDecoder().decode(result.payload));
-        }
-      }
-    });
-    const peers = new Map<string, Multiaddr[]>([[next.libp2p.peerId.toString(), next.libp2p.getMultiaddrs()]]);
+    const next = await readingNextHop();
+    const peers = new Map<string, Multiaddr[]>([
+      [next.host.libp2p.peerId.toString(), next.host.libp2p.getMultiaddrs()],
+    ]);
     // A short forward timeout: it bounds the dial, and must not end the lane it opened (the relay bench caught lanes
     // reset when the dial's timer ran out; this keeps the property in the tests).
     const relay = await createEdgeHost({
@@ -175,24 +176,17 @@ describe("node/relay: the layered-packet relay on real libp2p hosts", function (
       relay: { peers, forwardTimeoutMs: 200 },
     });
     await sender.libp2p.peerStore.merge(relay.libp2p.peerId, { multiaddrs: relay.libp2p.getMultiaddrs() });
-    const packet = (text: string) =>
-      encodeFrame(
-        RELAY_PACKET_TYPE,
-        wrapPacket([hopOf(relay), hopOf(next)], RECIPIENT, new TextEncoder().encode(text)),
-        RELAY_MAX_FRAME_BYTES,
-      );
     try {
-      expect(await exchange(sender, relay, [packet("first")])).to.deep.equal([]);
-      await until(() => payloads.length === 1);
+      expect(await exchange(sender, relay, [packetFrame([relay, next.host], "first")])).to.deep.equal([]);
+      await until(() => next.seen.payloads.length === 1);
       await new Promise((resolve) => setTimeout(resolve, 600)); // three forward timeouts
-      expect(await exchange(sender, relay, [packet("second")])).to.deep.equal([]);
-      await until(() => payloads.length === 2);
-      expect(payloads).to.deep.equal(["first", "second"]);
-      expect(lanes, "streams the next hop was opened").to.equal(1);
+      expect(await exchange(sender, relay, [packetFrame([relay, next.host], "second")])).to.deep.equal([]);
+      await until(() => next.seen.payloads.length === 2);
+      expect(next.seen.payloads).to.deep.equal(["first", "second"]);
+      expect(next.seen.lanes, "streams the next hop was opened").to.equal(1);
     } finally {
       await relay.stop();
       await next.stop();
-      await rm(nextDir, { recursive: true, force: true });
     }
   });
 

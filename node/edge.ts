@@ -227,6 +227,17 @@ export async function startEdgeNode(config: EdgeNodeConfig): Promise<EdgeNode> {
       log.warn("this operator is not an active edge node: no sender will route through it", { operator });
     } else if (registered.peerId !== peerId) {
       log.warn("the registered peer id is not this node's", { operator, registered: registered.peerId, peerId });
+    } else {
+      // Senders and other nodes dial what the registry says: at least one registered address must be this node's.
+      const own = host.libp2p.getMultiaddrs().map((m) => m.toString().split("/p2p/")[0]);
+      if (!registered.multiaddrs.some((a) => own.includes(a.split("/p2p/")[0]))) {
+        log.warn("none of the registered addresses is one this node listens on or announces: nobody can dial it", {
+          operator,
+          registered: registered.multiaddrs,
+          own,
+          fix: `npm run operator -- update ${own.map((a) => `--addr ${a}`).join(" ")} (with the operator's key)`,
+        });
+      }
     }
     const registeredSigner = await registry.signerOf(operator);
     if (registered !== undefined && getAddress(registeredSigner) !== signer.address) {

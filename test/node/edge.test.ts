@@ -10,6 +10,7 @@ import { deployProtocolFixture } from "../fixtures/protocol";
 import { eventually, registerEdgeNode, registerRecipient, tempDir, withoutPeerId } from "./edgeFixture";
 import { DEVNET_KEY_FILE, createEdgeHost, type EdgeHost } from "../../node/host";
 import { startEdgeNode, type EdgeNode } from "../../node/edge";
+import { LOG_LEVEL_ENV, setLogSink } from "../../node/log";
 import { exchangeFrames } from "../../node/serve";
 import { readEdgeNodes } from "../../sdk/chain/nodes";
 import { generateNodeKey, peerIdBytes } from "../../sdk/net/peerId";
@@ -55,9 +56,15 @@ describe("node/edge: three edge nodes started with startEdgeNode against the rea
     return { ...base, operators, keys, signers, recipient, stranger };
   }
 
+  /** What the nodes logged while starting (their registered addresses are placeholders until `before` updates them). */
+  const startupLog: string[] = [];
+
   before(async () => {
     root = await tempDir("edge");
     f = await loadFixture(fixture);
+    const previousSink = setLogSink((line) => startupLog.push(line));
+    const previousLevel = process.env[LOG_LEVEL_ENV];
+    process.env[LOG_LEVEL_ENV] = "warn"; // whatever the developer runs with: the warnings are asserted below
     for (const [i, op] of f.operators.entries()) {
       const dataDir = path.join(root, `node-${i}`);
       await mkdir(dataDir, { recursive: true });
@@ -74,6 +81,9 @@ describe("node/edge: three edge nodes started with startEdgeNode against the rea
         }),
       );
     }
+    setLogSink(previousSink);
+    if (previousLevel === undefined) delete process.env[LOG_LEVEL_ENV];
+    else process.env[LOG_LEVEL_ENV] = previousLevel;
     // Each operator registers the addresses its node really listens on; discovery follows the updates.
     for (const [i, node] of nodes.entries()) {
       expect(node.peerId).to.equal(f.keys[i].peerId);
@@ -114,6 +124,17 @@ describe("node/edge: three edge nodes started with startEdgeNode against the rea
       return parseErrorAnswer(frame.body);
     });
   }
+
+  it("warns at start when no registered address is the node's own, with the operator command that fixes it", () => {
+    const warnings = startupLog
+      .map((line) => JSON.parse(line) as { level: string; msg: string; registered?: string[]; fix?: string })
+      .filter((entry) => entry.level === "warn" && entry.msg.startsWith("none of the registered addresses"));
+    expect(warnings).to.have.length(nodes.length);
+    for (const [i, warning] of warnings.entries()) {
+      expect(warning.registered).to.deep.equal([`/ip4/127.0.0.1/tcp/${1 + i}`]);
+      expect(warning.fix).to.contain(`npm run operator -- update --addr ${withoutPeerId(nodes[i].multiaddrs()[0])}`);
+    }
+  });
 
   it("discovers every node from the registry, with the addresses they registered", () => {
     for (const node of nodes) {

@@ -22,7 +22,6 @@ import type { Connection, Libp2p, PeerId, Stream } from "@libp2p/interface" with
 import type { Multiaddr } from "@multiformats/multiaddr" with { "resolution-mode": "import" };
 import { ED25519_PEER_ID_BYTES, peerIdFromEd25519PublicKey } from "../sdk/net/peerId";
 import { framingRefusal } from "./serve";
-import { concatBytes } from "../sdk/crypto/bytes";
 import { drained } from "../sdk/net/drain";
 import { createLogger, type Logger } from "./log";
 import {
@@ -33,7 +32,7 @@ import {
   RELAY_PROTOCOL,
   WireErrorCode,
   encodeErrorFrame,
-  encodeFrame,
+  encodeFrames,
   parseErrorAnswer,
   type ErrorAnswer,
   type Frame,
@@ -85,9 +84,9 @@ export type DeliverCallback = (
  */
 export const MAX_LANE_BATCH_FRAMES = 14;
 
-/** A frame waiting on a lane, with the forward waiting on it. */
-interface QueuedFrame {
-  readonly frame: Uint8Array;
+/** A packet waiting on a lane, with the forward waiting on it. */
+interface QueuedPacket {
+  readonly packet: Uint8Array;
   readonly written: () => void;
   readonly failed: (error: Error) => void;
 }
@@ -96,8 +95,8 @@ interface QueuedFrame {
 interface Lane {
   readonly stream: Stream;
   closed: boolean;
-  /** Frames waiting for the lane's next write, with the forwards waiting on them. */
-  readonly queued: QueuedFrame[];
+  /** Packets waiting for the lane's next write, with the forwards waiting on them. */
+  readonly queued: QueuedPacket[];
   /** Whether a write of the queue is scheduled or running. */
   flushing: boolean;
 }
@@ -397,13 +396,12 @@ export class EdgeRelay {
     } catch {
       return { code: WireErrorCode.INTERNAL, message: "relay: stopped" };
     }
-    const frame = encodeFrame(RELAY_PACKET_TYPE, packet, RELAY_MAX_FRAME_BYTES);
     try {
       for (let attempt = 0; ; attempt++) {
         let lane: Lane | undefined;
         try {
           lane = await this.lane(next);
-          await this.write(lane, frame);
+          await this.write(lane, packet);
           return undefined;
         } catch (error) {
           // A lane that closed meanwhile (stop, or the next hop ended it) is not aborted: that would throw away the
@@ -424,12 +422,12 @@ export class EdgeRelay {
   }
 
   /**
-   * Queues `frame` on `lane`; resolves once it is handed to the stream (after a drain the stream asked for), and
-   * rejects if the write fails or the stream does not drain within the forward timeout.
+   * Queues `packet` on `lane`; resolves once its frame is handed to the stream (after a drain the stream asked for),
+   * and rejects if the write fails or the stream does not drain within the forward timeout.
    */
-  private write(lane: Lane, frame: Uint8Array): Promise<void> {
+  private write(lane: Lane, packet: Uint8Array): Promise<void> {
     return new Promise<void>((written, failed) => {
-      lane.queued.push({ frame, written, failed });
+      lane.queued.push({ packet, written, failed });
       if (!lane.flushing) {
         lane.flushing = true;
         // After this turn's peels, so the frames they queue share one write.
@@ -443,7 +441,12 @@ export class EdgeRelay {
       const batch = lane.queued.splice(0, MAX_LANE_BATCH_FRAMES);
       try {
         if (lane.closed) throw new LaneClosedError();
-        const bytes = batch.length === 1 ? batch[0].frame : concatBytes(...batch.map((q) => q.frame));
+        // The batch's frames in one buffer: one allocation and one copy a packet.
+        const bytes = encodeFrames(
+          RELAY_PACKET_TYPE,
+          batch.map((q) => q.packet),
+          RELAY_MAX_FRAME_BYTES,
+        );
         if (!lane.stream.send(bytes)) {
           // Not stream.onDrain(): sdk/net/drain.ts says why.
           await drained(

@@ -65,6 +65,8 @@ export const MAX_HOPS = 3;
 export const MAX_PAYLOAD_BYTES = BODY_BYTES - MAX_HOPS * HEADER_BYTES;
 
 const ONION_INFO = new TextEncoder().encode("SendingNetwork_Onion_v1");
+/** `peel`'s input to the stream cipher: a body, then HEADER_BYTES of zeros. */
+const PEEL_SCRATCH = new Uint8Array(BODY_BYTES + HEADER_BYTES);
 const ZERO_NONCE = new Uint8Array(12);
 const KIND_FORWARD = 0x01;
 const KIND_DELIVER = 0x02;
@@ -291,10 +293,11 @@ export function peel(packet: Uint8Array, relayPrivateKey: Uint8Array, options: P
   if (!bytesEqual(layerMac(symmetric, keys.macKey, body), mac)) {
     throw new OnionError("ONION_BAD_MAC", "peel: MAC does not verify (tampered, or not for this relay key)");
   }
-  // (body || 0^HEADER_BYTES) XOR the keystream, in one pass.
-  const padded = new Uint8Array(BODY_BYTES + HEADER_BYTES);
-  padded.set(body);
-  const plain = symmetric.chacha20(keys.encKey, padded);
+  // (body || 0^HEADER_BYTES) XOR the keystream, in one pass. The padded input lives in a scratch buffer whose tail
+  // stays zero (only its first BODY_BYTES are ever written; `chacha20` returns a new array): peel runs to its end
+  // without yielding, so no two peels share it at once.
+  PEEL_SCRATCH.set(body);
+  const plain = symmetric.chacha20(keys.encKey, PEEL_SCRATCH);
   const kind = plain[0];
   const idLength = plain[1];
   if (idLength === 0 || idLength > MAX_ID_BYTES || !allZero(plain.subarray(2 + idLength, 2 + MAX_ID_BYTES))) {

@@ -17,6 +17,7 @@ import {
   encodeErrorAnswer,
   encodeErrorFrame,
   encodeFrame,
+  encodeFrames,
   parseErrorAnswer,
   type Frame,
 } from "../../sdk/wire/frame";
@@ -58,6 +59,22 @@ describe("sdk/wire frame: length-prefixed frames", () => {
   it("encodes length (big-endian, type + body) || type || body", () => {
     const frame = encodeFrame(7, Uint8Array.of(0xaa, 0xbb), 100);
     expect(Array.from(frame)).to.deep.equal([0, 0, 0, 3, 7, 0xaa, 0xbb]);
+  });
+
+  it("encodes several frames in one buffer exactly as encodeFrame does each, and refuses what it refuses", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.uint8Array({ maxLength: 60 }), { maxLength: 8 }),
+        fc.integer({ min: 0, max: 255 }),
+        (bodies, type) => {
+          const one = encodeFrames(type, bodies, 100);
+          const each = bodies.map((b) => encodeFrame(type, b, 100));
+          expect(Buffer.from(one).equals(Buffer.concat(each))).to.equal(true);
+        },
+      ),
+    );
+    expect(() => encodeFrames(1, [new Uint8Array(10), new Uint8Array(100)], 100)).to.throw(FrameError, "exceeds");
+    expect(() => encodeFrames(256, [], 100)).to.throw(FrameError, "type byte");
   });
 
   it("decodes frames however the stream cuts them, one byte at a time included", () => {

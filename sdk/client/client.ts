@@ -120,8 +120,8 @@ export const PENDING_GROUP_MESSAGES_KEPT = 256;
  */
 export const HELD_GROUP_KEYS_KEPT = 64;
 /**
- * Syncs that look for a new backup's chunks in the inbox, BACKUP_CONFIRM_DELAY_MS apart, before its pointer is set:
- * 10 s in all covers the hops and the replication.
+ * Looks for a new backup's chunks in the inbox, BACKUP_CONFIRM_DELAY_MS apart, before its pointer is set (and for the
+ * chunks of the backup to restore): 10 s in all covers the hops and the replication.
  */
 export const BACKUP_CONFIRM_ATTEMPTS = 40;
 /** Delay between two looks for a new backup's chunks: they travel through 2 or 3 hops and are replicated. */
@@ -264,10 +264,23 @@ export interface SendResult {
   readonly copies?: readonly string[];
 }
 
-/** What a group message looked like on the wire (for apps that keep or forward it). */
+/** A participant of a group (a member's account or a linked device) that a group call could not reach, and why. */
+export interface UnreachedParticipant {
+  /** The account that was not reached. */
+  readonly participant: string;
+  /** Why (e.g. NoPrekeysError, NodeUnreachableError, ClientError "NoRoute"). */
+  readonly error: Error;
+}
+
+/** What `sendToGroup` did, and what the group message looked like on the wire (for apps that keep or forward it). */
 export interface GroupSendResult extends SendResult {
   /** The sender-key message every member received (inside its pairwise envelope). */
   readonly ciphertext: Uint8Array;
+  /**
+   * The participants the message (or, for a device linked since the last message, this client's key first) could
+   * not reach; empty when all were. The others got it: a retry would send it to them again.
+   */
+  readonly unreached: readonly UnreachedParticipant[];
 }
 
 /** Options of a network call of the client. */
@@ -320,8 +333,11 @@ interface BillCounter {
   byteCount: bigint;
 }
 
-/** What a failure to reach a participant does: "throw" (an API call, once all were tried) or "report" (an event). */
-type FailureMode = "throw" | "report";
+/**
+ * What a failure to reach a participant does: "throw" (an API call, once all were tried), "report" (an event), or
+ * "collect" (listed in the result: `sendToGroup`).
+ */
+type FailureMode = "throw" | "report" | "collect";
 
 const asNode = (info: EdgeNodeInfo): NodeAddress => ({ peerId: info.peerId, multiaddrs: info.multiaddrs });
 
@@ -1422,16 +1438,17 @@ export class SendingClient {
     to: readonly string[],
     options: ClientCallOptions,
     onFailure: FailureMode,
-  ): Promise<void> {
+  ): Promise<readonly UnreachedParticipant[]> {
     const groupId = state.session.groupId;
     const content = encodeContent({ kind: ContentKind.GROUP_KEY, groupId, members: state.members, distribution });
-    await this.#sendToParticipants(state, to, content, options, onFailure);
+    return (await this.#sendToParticipants(state, to, content, options, onFailure)).unreached;
   }
 
   /**
-   * Sends `content` to each of `to`, every one tried. A device that cannot be reached is an "error" event; so is a
-   * member's account with `onFailure` "report" (the receive path: one unreachable account must not stop the rest),
-   * while with "throw" (an API call) the first such failure is thrown once all were tried.
+   * Sends `content` to each of `to`, every one tried. With `onFailure` "collect", every participant that cannot be
+   * reached is listed in `unreached` (nothing thrown or reported). Otherwise a device that cannot be reached is an
+   * "error" event; so is a member's account with "report" (the receive path: one unreachable account must not stop
+   * the rest), while with "throw" (an API call) the first such failure is thrown once all were tried.
    */
   async #sendToParticipants(
     state: GroupState,
@@ -1439,8 +1456,8 @@ export class SendingClient {
     content: Uint8Array,
     options: ClientCallOptions,
     onFailure: FailureMode,
-  ): Promise<SendResult> {
-    const result: SendResult = { messageIds: [], routes: [] };
+  ): Promise<SendResult & { unreached: UnreachedParticipant[] }> {
+    const result: SendResult & { unreached: UnreachedParticipant[] } = { messageIds: [], routes: [], unreached: [] };
     let failure: unknown;
     for (const participant of to) {
       if (participant === this.address) continue;
@@ -1450,6 +1467,10 @@ export class SendingClient {
         result.routes.push(...sent.routes);
       } catch (error) {
         if (options.signal?.aborted) throw error;
+        if (onFailure === "collect") {
+          result.unreached.push({ participant, error: error as Error });
+          continue;
+        }
         if (onFailure === "throw" && failure === undefined && state.members.includes(participant)) {
           failure = error;
           continue;
@@ -1473,7 +1494,8 @@ export class SendingClient {
    *
    * In a group this client is in, the sender's key is taken first (so that no failure below loses it); then a sender
    * not yet known gets this client's key, and a list that lacks members removes them (their accounts and devices are
-   * dropped and this client rekeys) while a list with new members gives them this client's key.
+   * dropped and this client rekeys); members a list names that this client no longer has are not added back
+   * (`#followMembers`).
    */
   async #onGroupKey(
     from: string,
@@ -1627,18 +1649,21 @@ export class SendingClient {
     await this.#distribute(state, fresh, state.session.members, options, onFailure);
   }
 
-  /** Adds participants to a group's session (no rekey), stores it, and sends each this client's current sender key. */
+  /**
+   * Adds participants to a group's session (no rekey), stores it, and sends each this client's current sender key.
+   * Returns those the key could not reach, with `onFailure` "collect".
+   */
   async #addParticipants(
     state: GroupState,
     joining: readonly string[],
     options: ClientCallOptions,
     onFailure: FailureMode,
-  ): Promise<void> {
-    if (joining.length === 0) return;
+  ): Promise<readonly UnreachedParticipant[]> {
+    if (joining.length === 0) return [];
     let mine: Uint8Array | undefined;
     for (const p of joining) mine = state.session.addMember(p);
     await this.#saveGroup(toHex(state.session.groupId));
-    await this.#distribute(state, mine!, joining, options, onFailure);
+    return this.#distribute(state, mine!, joining, options, onFailure);
   }
 
   /**
@@ -1668,8 +1693,9 @@ export class SendingClient {
    * Sends a text or binary message to the group: one sender-key encryption, carried inside the pairwise session to
    * each other participant acting for a current member (every member's account and linked devices, this user's other
    * clients included; a device linked since the last message gets this client's key first). Receivers show a
-   * device's message as its user's. Throws ClientError("UnknownGroup" | "MessageTooLarge"); a member's account that
-   * cannot be reached throws once the others were tried; a device that cannot be is an "error" event.
+   * device's message as its user's. Throws ClientError("UnknownGroup" | "MessageTooLarge") before anything is sent;
+   * a participant (a member's account or a device) that cannot be reached does not make it throw: the others got the
+   * message, so it resolves and lists that participant in `unreached` (an app retries it alone, or tells the user).
    */
   async sendToGroup(
     groupId: string,
@@ -1689,7 +1715,7 @@ export class SendingClient {
       const current = [...participants].filter(([, member]) => state.members.includes(member)).map(([p]) => p);
       // A device linked to a member since the last message gets this client's key first, so it reads this one.
       const joining = current.filter((p) => !state.session.members.includes(p));
-      await this.#addParticipants(state, joining, options, "throw");
+      const keyless = await this.#addParticipants(state, joining, options, "collect");
       const ciphertext = state.session.encrypt(plaintext);
       await this.#saveGroup(id); // before anything leaves: a restart must never reuse this chain step
       const body = encodeContent({
@@ -1697,9 +1723,16 @@ export class SendingClient {
         groupId: state.session.groupId,
         message: ciphertext,
       });
-      const to = state.session.members.filter((p) => current.includes(p));
-      const result = await this.#sendToParticipants(state, to, body, options, "throw");
-      return { ...result, ciphertext };
+      // A participant the key did not reach could not read the message: it is listed once, as not reached.
+      const missed = new Set(keyless.map((u) => u.participant));
+      const to = state.session.members.filter((p) => current.includes(p) && !missed.has(p));
+      const sent = await this.#sendToParticipants(state, to, body, options, "collect");
+      return {
+        messageIds: sent.messageIds,
+        routes: sent.routes,
+        ciphertext,
+        unreached: [...keyless, ...sent.unreached],
+      };
     });
   }
 
@@ -1808,7 +1841,8 @@ export class SendingClient {
    * Seals `contents` under the wallet's backup key, parks the blob in this client's own inbox at its home nodes (as
    * chunks through the relay, kept for MAX_TTL_SECONDS), where any client of the same wallet finds it, and points the
    * DID at it (`backupPointer`). The pointer is set only once every chunk of the new backup was met in the inbox
-   * (`sync`, BACKUP_CONFIRM_ATTEMPTS × BACKUP_CONFIRM_DELAY_MS at most); then the chunks of the backup the DID named
+   * (read whole, through the subscriptions, BACKUP_CONFIRM_ATTEMPTS × BACKUP_CONFIRM_DELAY_MS at most, whether the
+   * client was started or not); then the chunks of the backup the DID named
    * before are acknowledged (deleted) at the home nodes. Throws ClientError("BackupNotFound") when the new chunks did
    * not all arrive: the DID then still names the previous backup, which is kept.
    */
@@ -1843,20 +1877,43 @@ export class SendingClient {
   }
 
   /**
-   * How many of the `count` chunks of backup `digest` (hex) this client has met in its inbox, syncing until all are
-   * there or BACKUP_CONFIRM_ATTEMPTS syncs are done.
+   * How many of the `count` chunks of backup `digest` (hex) this client has met in its inbox, looking until all are
+   * there or BACKUP_CONFIRM_ATTEMPTS × BACKUP_CONFIRM_DELAY_MS have passed (`#scanInbox`).
    */
   async #backupArrived(digest: string, count: number, options: ClientCallOptions): Promise<number> {
     const met = () =>
       new Set(
         [...this.#backupChunks.values()].filter((k) => toHex(k.chunk.digest) === digest).map((k) => k.chunk.index),
       ).size;
-    for (let attempt = 0; attempt < BACKUP_CONFIRM_ATTEMPTS && met() < count; attempt++) {
-      if (attempt > 0) await sleep(BACKUP_CONFIRM_DELAY_MS, options.signal);
-      options.signal?.throwIfAborted();
-      await this.sync(options);
-    }
+    await this.#scanInbox(() => met() >= count, options);
     return met();
+  }
+
+  /**
+   * Reads the whole inbox at every home node until `done()` holds, checking every BACKUP_CONFIRM_DELAY_MS,
+   * BACKUP_CONFIRM_ATTEMPTS times at most. FETCH cannot do it: it answers the oldest messages only, and the current
+   * backup's chunks stay at the head of the inbox (never acknowledged), so past a full batch of them a drain never
+   * reaches what came after. A subscription pages through the whole inbox (its backlog, with a cursor), then pushes
+   * what arrives: a started client has one per home node already, any other opens them for the time of the scan.
+   * What the subscriptions bring is processed as always (`#processBatch`).
+   */
+  async #scanInbox(done: () => boolean, options: ClientCallOptions): Promise<void> {
+    if (done()) return;
+    if (this.#homeNodes.length === 0) await this.#loadHomeNodes();
+    const scan = this.#running === undefined ? new AbortController() : undefined;
+    const onAbort = () => scan?.abort(options.signal?.reason);
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    const loops = scan === undefined ? [] : this.#homeNodes.map((node) => this.#subscribeLoop(node, scan.signal));
+    try {
+      for (let attempt = 0; attempt < BACKUP_CONFIRM_ATTEMPTS && !done(); attempt++) {
+        await sleep(BACKUP_CONFIRM_DELAY_MS, options.signal);
+        options.signal?.throwIfAborted();
+      }
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+      scan?.abort(new ClientError("Stopped", "SendingClient: inbox scan done"));
+      await Promise.allSettled(loops);
+    }
   }
 
   async #deliverPayload(
@@ -1880,9 +1937,10 @@ export class SendingClient {
   }
 
   /**
-   * Finds the backup the DID points at in this wallet's inbox (FETCH from the home nodes), checks it is the blob the
-   * pointer names, and opens it with the wallet's backup key. Throws ClientError("BackupNotFound") when the DID has
-   * no pointer or the chunks are not (yet) all there, and BackupError when the blob does not open.
+   * Finds the backup the DID points at in this wallet's inbox (a drain of the home nodes, then, while chunks are
+   * missing, a read of the whole inbox for up to BACKUP_CONFIRM_ATTEMPTS × BACKUP_CONFIRM_DELAY_MS), checks it is the
+   * blob the pointer names, and opens it with the wallet's backup key. Throws ClientError("BackupNotFound") when the
+   * DID has no pointer or the chunks are not (yet) all there, and BackupError when the blob does not open.
    */
   async restoreBackup(options: ClientCallOptions = {}): Promise<BackupContents> {
     const pointer = (await this.#did.readDid(this.address)).backupPointer;
@@ -1890,7 +1948,14 @@ export class SendingClient {
       throw new ClientError("BackupNotFound", "restoreBackup: the DID names no backup");
     await this.sync(options);
     const digest = pointer.slice("sha256:".length).toLowerCase();
-    const chunks = [...this.#backupChunks.values()].map((k) => k.chunk).filter((c) => toHex(c.digest) === digest);
+    const found = () => [...this.#backupChunks.values()].map((k) => k.chunk).filter((c) => toHex(c.digest) === digest);
+    const complete = () => {
+      const chunks = found();
+      return chunks.length > 0 && new Set(chunks.map((c) => c.index)).size >= chunks[0].count;
+    };
+    // A drain (FETCH) may stop short of them behind a full batch of parked chunks: the whole inbox is read then.
+    await this.#scanInbox(complete, options);
+    const chunks = found();
     const count = chunks[0]?.count ?? 0;
     const byIndex = new Map(chunks.map((c) => [c.index, c]));
     if (count === 0 || byIndex.size !== count) {

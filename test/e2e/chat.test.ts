@@ -1,7 +1,8 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
-import { Wallet, getBytes, type TransactionRequest } from "ethers";
+import { setBalance } from "@nomicfoundation/hardhat-network-helpers";
+import { Wallet, getBytes, parseEther, type Signer, type TransactionRequest } from "ethers";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -72,7 +73,7 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
   let dave: HardhatEthersSigner;
 
   async function client(
-    signer: HardhatEthersSigner,
+    signer: Signer,
     storage: StorageAdapter = new MemoryStorage(),
     extra: Partial<SendingClientOptions> = {},
   ) {
@@ -659,6 +660,50 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
       () => expect.fail("Kate opened a message sent after her removal"),
       (e: unknown) => expect(e).to.be.instanceOf(SenderKeyError),
     );
+
+    // Judy's group message reaches Ivan but not Dave: it resolves, naming Dave as not reached (a throw would make
+    // the app retry, and Ivan would get it twice).
+    const atIvan = next(ivanClient, (m) => m.groupId === group);
+    const partial = await judyClient.sendToGroup(group, "dave cannot be reached");
+    expect(partial.messageIds).to.have.length(1); // Ivan
+    expect(partial.unreached.map((u) => u.participant)).to.deep.equal([dave.address]);
+    expect(partial.unreached[0].error).to.be.instanceOf(NoPrekeysError);
+    expect((await atIvan).text).to.equal("dave cannot be reached");
+    expect(after.unreached).to.deep.equal([]); // Ivan has a session to Dave
+  });
+
+  it("does not let two removals at once bring a removed member back", async () => {
+    // P and Q are hardhat accounts; R, M and D are fresh wallets funded for their DID transactions.
+    const fresh = [0, 1, 2].map(() => Wallet.createRandom().connect(ethers.provider));
+    for (const w of fresh) await setBalance(w.address, parseEther("10"));
+    const [p, q, r, m, d] = await Promise.all([ctx.signers[18], ctx.signers[19], ...fresh].map((s) => client(s)));
+    // One home node each (D shares P's): a burst of connections from 127.0.0.1 to one node would be throttled.
+    for (const [i, c] of [p, q, r, m, d].entries()) await c.register({ homeNodes: [nodes[i % nodes.length].operator] });
+    // R is never started: it reads its inbox only when the test syncs it, so it can be kept behind the others.
+    for (const c of [p, q, m, d]) await c.start();
+    const group = await p.createGroup([q.address, r.address, m.address, d.address]);
+    await until(async () => {
+      await r.sync();
+      return [q, r, m, d].every((c) => c.groupMembers(group)?.length === 5);
+    }, "everyone to join");
+
+    // P removes M; Q follows. R does not sync: it still holds the list with M.
+    await p.removeGroupMember(group, m.address);
+    await until(() => q.groupMembers(group)?.length === 4, "Q to follow the removal of M");
+    expect(q.groupMembers(group)).to.not.include(m.address);
+    expect(r.groupMembers(group)).to.include(m.address);
+
+    // R removes D from its stale list: Q receives {P, Q, R, M}, drops D, and must not take M back.
+    await r.removeGroupMember(group, d.address);
+    await until(() => q.groupMembers(group)?.includes(d.address) === false, "Q to follow R's removal of D");
+    await new Promise((resolve) => setTimeout(resolve, 300)); // anything Q would send M is on its way by now
+    expect(q.groupMembers(group)).to.have.members([p.address, q.address, r.address]);
+    const fromQ = await q.sendToGroup(group, "neither M nor D");
+    expect(fromQ.messageIds).to.have.length(2); // P and R
+    await m.decryptGroupMessage(group, fromQ.ciphertext).then(
+      () => expect.fail("M opened Q's message after its removal"),
+      (e: unknown) => expect(e).to.be.instanceOf(SenderKeyError),
+    );
   });
 
   it("shows a message whose device link cannot be read as the device's own, and a send survives a failed copy lookup", async () => {
@@ -843,6 +888,38 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     }
     expect((await aliceClient.did.readDid(alice.address)).backupPointer).to.equal(before);
     expect(parked()).to.deep.equal([before]);
+  });
+
+  it("confirms a backup on a client that was never started, past a full batch of parked chunks, and restores a large one", async () => {
+    const wallet = Wallet.createRandom().connect(ethers.provider);
+    await setBalance(wallet.address, parseEther("10"));
+    const olivia = await client(wallet);
+    await olivia.register({ homeNodes: [nodes[3].operator] }); // never started: it reads its inbox only when asked
+    const recipient = recipientIdOf(wallet.address);
+    const parked = () =>
+      nodes[3].inbox.store
+        .page(recipient, Date.now(), 100)
+        .filter((row) => row.envelope[0] === EnvelopeKind.BACKUP)
+        .map((row) => `sha256:${toHex(parseBackupChunk(row.envelope).digest)}`);
+    const history = (n: number, text: string) => [
+      { peer: bob.address, direction: "sent" as const, timestamp: n, text },
+    ];
+    const first = await olivia.backup({ contacts: [], history: history(1, "a".repeat(31_000)) });
+    expect(parked()).to.deep.equal(Array<string>(9).fill(first)); // nine chunks
+    // Nine parked chunks and nine new ones: a FETCH (16, oldest first) never shows the last new ones.
+    const second = await olivia.backup({ contacts: [], history: history(2, "b".repeat(31_000)) });
+    expect(parked()).to.deep.equal(Array<string>(9).fill(second));
+    expect((await olivia.did.readDid(wallet.address)).backupPointer).to.equal(second);
+
+    // A backup of 20 chunks: a fresh client of the same wallet restores it although a drain shows it 16.
+    const contents = { contacts: [], history: history(3, "c".repeat(70_000)) };
+    const third = await olivia.backup(contents);
+    expect(parked()).to.have.length(20);
+    expect(new Set(parked())).to.deep.equal(new Set([third]));
+    await olivia.stop();
+    const fresh = await client(wallet);
+    await fresh.register({ homeNodes: [nodes[3].operator] });
+    expect(await fresh.restoreBackup()).to.deep.equal(contents);
   });
 
   it("restores the backup in a fresh client of the same wallet, which then takes over the chat", async () => {

@@ -68,7 +68,16 @@ export interface EdgeHostOptions {
   readonly announce?: readonly string[];
   /** The relay's next-hop lookup, exit callback and outcome hook; the relay key is derived from the node key. */
   readonly relay?: Omit<EdgeRelayInit, "relayPrivateKey">;
+  /** New connections accepted from one IP address a second (INBOUND_CONNECTIONS_PER_IP if omitted). */
+  readonly inboundConnectionsPerIp?: number;
 }
+
+/**
+ * New connections an edge node accepts from one IP address a second: 50, where libp2p's default is 5. An edge node is
+ * the server of many clients, and many of them share an address (a carrier's NAT, an office, every process of a
+ * devnet on 127.0.0.1): at 5 a second, the sixth client of a burst was reset (ECONNRESET).
+ */
+export const INBOUND_CONNECTIONS_PER_IP = 50;
 
 export interface EdgeHost {
   readonly libp2p: Libp2p;
@@ -176,6 +185,7 @@ export async function createEdgeHost(options: EdgeHostOptions): Promise<EdgeHost
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     services: { identify: identify() },
+    connectionManager: { inboundConnectionThreshold: options.inboundConnectionsPerIp ?? INBOUND_CONNECTIONS_PER_IP },
   });
   const relay = new EdgeRelay(libp2p, { ...options.relay, relayPrivateKey: relayKeys.privateKey });
   try {

@@ -314,6 +314,27 @@ describe("node/relay: the layered-packet relay on real libp2p hosts", function (
     expect(delivered).to.have.length(3);
   });
 
+  it("accepts a burst of new clients from one address: 12 connections in the same second are all served", async () => {
+    const clients = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => createEdgeHost({ dataDir: path.join(root, `burst-${i}`) })),
+    );
+    try {
+      const before = delivered.length;
+      const answers = await Promise.all(
+        clients.map(async (c, i) => {
+          await c.libp2p.peerStore.merge(entry.libp2p.peerId, { multiaddrs: entry.libp2p.getMultiaddrs() });
+          return exchange(c, entry, [packetFrame([entry, exit], `client ${i}`)]);
+        }),
+      );
+      expect(answers).to.deep.equal(clients.map(() => []));
+      await until(() => delivered.length === before + clients.length);
+      expect(delivered.length).to.equal(before + clients.length);
+      delivered.splice(before); // the later tests count the deliveries of their own packets
+    } finally {
+      await Promise.all(clients.map((c) => c.stop()));
+    }
+  });
+
   it("answers a malformed length prefix, closes that stream, and keeps serving new ones", async () => {
     const oversize = new Uint8Array(4);
     new DataView(oversize.buffer).setUint32(0, RELAY_MAX_FRAME_BYTES + 1);

@@ -52,6 +52,24 @@ function next(client: SendingClient, filter: (m: ReceivedMessage) => boolean = (
 }
 
 /** Waits until `check` is true, polling; fails after WAIT_MS. */
+/** A memory storage that refuses to write keys containing `part` while `failing` is set (a full disk, say). */
+function flakyStorage(part: string): { storage: StorageAdapter; failing: boolean } {
+  const base = new MemoryStorage();
+  const flaky: { storage: StorageAdapter; failing: boolean } = {
+    failing: false,
+    storage: {
+      get: (key: string) => base.get(key),
+      list: (prefix: string) => base.list(prefix),
+      delete: (key: string) => base.delete(key),
+      put: (key: string, value: Uint8Array) =>
+        flaky.failing && key.includes(part)
+          ? Promise.reject(new StorageError("Io", "test: the disk is full"))
+          : base.put(key, value),
+    },
+  };
+  return flaky;
+}
+
 async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
   const deadline = Date.now() + WAIT_MS;
   while (!(await check())) {
@@ -613,18 +631,8 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
   it("leaves a group as it was when a removal fails before it is stored, and follows a removal past an unreachable member", async () => {
     const [ivan, judy, kate] = ctx.signers.slice(13, 16);
     // Ivan's storage refuses to write group records while `failing` is set.
-    const base = new MemoryStorage();
-    let failing = false;
-    const flaky: StorageAdapter = {
-      get: (key) => base.get(key),
-      list: (prefix) => base.list(prefix),
-      delete: (key) => base.delete(key),
-      put: (key, value) =>
-        failing && key.includes("/net/g/")
-          ? Promise.reject(new StorageError("Io", "test: the disk is full"))
-          : base.put(key, value),
-    };
-    const ivanClient = await client(ivan, flaky);
+    const flaky = flakyStorage("/net/g/");
+    const ivanClient = await client(ivan, flaky.storage);
     const judyClient = await client(judy);
     const kateClient = await client(kate);
     for (const c of [ivanClient, judyClient, kateClient]) {
@@ -641,13 +649,13 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
       "Judy and Kate to join",
     );
 
-    failing = true;
+    flaky.failing = true;
     await ivanClient.removeGroupMember(group, kate.address).then(
       () => expect.fail("expected the store's failure"),
       (e: unknown) => expect(e).to.be.instanceOf(StorageError),
     );
     expect(ivanClient.groupMembers(group)).to.include(kate.address); // nothing changed
-    failing = false;
+    flaky.failing = false;
     await ivanClient.removeGroupMember(group, kate.address); // the retry is a removal like the first
     expect(ivanClient.groupMembers(group)).to.have.members([ivan.address, judy.address, dave.address]);
 
@@ -753,28 +761,18 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
 
   it("does not acknowledge a batch whose seen ids could not be stored, and acknowledges it once they are", async () => {
     const liam = ctx.signers[17];
-    const base = new MemoryStorage();
-    let failing = false;
-    const flaky: StorageAdapter = {
-      get: (key) => base.get(key),
-      list: (prefix) => base.list(prefix),
-      delete: (key) => base.delete(key),
-      put: (key, value) =>
-        failing && key.includes("/net/seen/")
-          ? Promise.reject(new StorageError("Io", "test: the disk is full"))
-          : base.put(key, value),
-    };
-    const liamClient = await client(liam, flaky);
+    const flaky = flakyStorage("/net/seen/");
+    const liamClient = await client(liam, flaky.storage);
     await liamClient.register({ homeNodes: [nodes[3].operator] });
     await liamClient.start();
     const held = () => nodes[3].inbox.store.usage(recipientIdOf(liam.address), Date.now()).count;
-    failing = true;
+    flaky.failing = true;
     const shown = collect(liamClient);
     await aliceClient.send(liam.address, "only once, whatever the disk does");
     await until(() => shown.length === 1, "the message to be shown");
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(held()).to.equal(1); // not acknowledged: a restart now would not know its id
-    failing = false;
+    flaky.failing = false;
     await liamClient.sync(); // it comes again: known, its id stored now, acknowledged
     expect(held()).to.equal(0);
     expect(shown).to.have.length(1);

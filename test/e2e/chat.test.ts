@@ -70,6 +70,14 @@ function flakyStorage(part: string): { storage: StorageAdapter; failing: boolean
   return flaky;
 }
 
+/** The digests (as backup pointers) of the backup chunks parked for `recipient` at `node`, oldest first. */
+function parkedBackups(node: EdgeNode, recipient: Uint8Array): string[] {
+  return node.inbox.store
+    .page(recipient, Date.now(), 100)
+    .filter((row) => row.envelope[0] === EnvelopeKind.BACKUP)
+    .map((row) => `sha256:${toHex(parseBackupChunk(row.envelope).digest)}`);
+}
+
 async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
   const deadline = Date.now() + WAIT_MS;
   while (!(await check())) {
@@ -817,12 +825,7 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
 
   it("deletes the chunks of a backup from the home nodes once a newer backup replaced it", async () => {
     const recipient = recipientIdOf(alice.address);
-    /** The digests (as backup pointers) of the backup chunks parked in Alice's inbox at her home node. */
-    const parked = () =>
-      nodes[0].inbox.store
-        .page(recipient, Date.now(), 100)
-        .filter((row) => row.envelope[0] === EnvelopeKind.BACKUP)
-        .map((row) => `sha256:${toHex(parseBackupChunk(row.envelope).digest)}`);
+    const parked = () => parkedBackups(nodes[0], recipient);
     const long = { peer: bob.address, direction: "sent" as const, timestamp: 1, text: "x".repeat(5_000) };
     const first = await aliceClient.backup({ contacts: [], history: [long] }); // two chunks
     await until(() => parked().length === 2, "the first backup's two chunks");
@@ -866,11 +869,7 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
 
   it("keeps the previous backup, and the DID's pointer to it, when the new backup's chunks do not reach the inbox", async () => {
     const recipient = recipientIdOf(alice.address);
-    const parked = () =>
-      nodes[0].inbox.store
-        .page(recipient, Date.now(), 100)
-        .filter((row) => row.envelope[0] === EnvelopeKind.BACKUP)
-        .map((row) => `sha256:${toHex(parseBackupChunk(row.envelope).digest)}`);
+    const parked = () => parkedBackups(nodes[0], recipient);
     const before = (await aliceClient.did.readDid(alice.address)).backupPointer;
     expect(parked()).to.deep.equal([before]);
     const store = nodes[0].inbox.store;
@@ -894,11 +893,7 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     const olivia = await client(wallet);
     await olivia.register({ homeNodes: [nodes[3].operator] }); // never started: it reads its inbox only when asked
     const recipient = recipientIdOf(wallet.address);
-    const parked = () =>
-      nodes[3].inbox.store
-        .page(recipient, Date.now(), 100)
-        .filter((row) => row.envelope[0] === EnvelopeKind.BACKUP)
-        .map((row) => `sha256:${toHex(parseBackupChunk(row.envelope).digest)}`);
+    const parked = () => parkedBackups(nodes[3], recipient);
     const history = (n: number, text: string) => [
       { peer: bob.address, direction: "sent" as const, timestamp: n, text },
     ];

@@ -49,6 +49,7 @@ import {
   encodeFrame,
 } from "../sdk/wire/frame";
 import { peerIdBytes, relayPublicKeyOfPeer } from "../sdk/net/peerId";
+import { drained } from "../sdk/net/drain";
 
 /* eslint-disable @typescript-eslint/no-require-imports */
 const snarkjs = require("snarkjs") as { r1cs: { info(file: string): Promise<{ nConstraints: number }> } };
@@ -185,7 +186,7 @@ function heapAfterGc(): number {
 
 /** Writes `chunks` on `stream`, closes it, and returns how many error answers came back (packets refused). */
 async function writeAll(stream: Stream, chunks: readonly Uint8Array[]): Promise<number> {
-  for (const chunk of chunks) if (!stream.send(chunk)) await stream.onDrain();
+  for (const chunk of chunks) if (!stream.send(chunk)) await drained(stream);
   try {
     await stream.close();
   } catch (error) {
@@ -356,7 +357,15 @@ export async function relayFigures(print: (line: string) => void): Promise<void>
       const refused = await Promise.all(
         Array.from({ length: streams }, async (_, i) => {
           const mine = frames.filter((_, j) => j % streams === i);
-          return writeAll(await sender.libp2p.dialProtocol(entryId, RELAY_PROTOCOL), mine);
+          try {
+            return await writeAll(await sender.libp2p.dialProtocol(entryId, RELAY_PROTOCOL), mine);
+          } catch (error) {
+            // A stream the entry reset (or libp2p's close event thrown as is): its frames count as lost, and the
+            // figures say so, instead of the bench stopping.
+            const reason = error instanceof Error ? error.message : String((error as Event).type ?? error);
+            print(`  (a sender stream failed: ${reason}; its ${mine.length} packets count as lost)`);
+            return mine.length;
+          }
         }),
       );
       lost += refused.reduce((a, b) => a + b, 0);
@@ -391,7 +400,7 @@ export async function relayFigures(print: (line: string) => void): Promise<void>
     const rawFinished = new Promise<void>((resolve) => (rawDone = resolve));
     t0 = process.hrtime.bigint();
     const rawStream = await sender.libp2p.dialProtocol(sink.libp2p.peerId, RAW_PROTOCOL);
-    for (const chunk of raw) if (!rawStream.send(chunk)) await rawStream.onDrain();
+    for (const chunk of raw) if (!rawStream.send(chunk)) await drained(rawStream);
     await rawFinished;
     const rawSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
     await closeQuietly(rawStream);
@@ -429,7 +438,7 @@ export async function relayFigures(print: (line: string) => void): Promise<void>
         const [frame] = packets(routes[kind], 1);
         const done = waitFor(delivered + lost + 1);
         const start = process.hrtime.bigint();
-        if (!lane.send(frame)) await lane.onDrain();
+        if (!lane.send(frame)) await drained(lane);
         await done;
         if (i >= 0) samples[kind].push(Number(process.hrtime.bigint() - start) / 1e6);
       }

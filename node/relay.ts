@@ -480,9 +480,7 @@ export class EdgeRelay {
 
   /**
    * Dials a lane to `next`, giving up after the forward timeout or on stop. The signal handed to libp2p belongs to
-   * the dial alone and can no longer fire once the lane is open. Dialled under a forward's timeout signal, a lane was
-   * reset when that timer ran out, 10 s after the dial, with the packets in its buffer (the relay bench showed it every
-   * run: "lane ended", TimeoutError); where in libp2p the signal outlives the dial is not pinned down.
+   * the dial alone and can no longer fire once the lane is open: a lane lives far longer than any one forward.
    */
   private async openLane(next: KnownPeer): Promise<Lane> {
     const dial = new AbortController();

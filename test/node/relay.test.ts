@@ -169,8 +169,7 @@ describe("node/relay: the layered-packet relay on real libp2p hosts", function (
     const peers = new Map<string, Multiaddr[]>([
       [next.host.libp2p.peerId.toString(), next.host.libp2p.getMultiaddrs()],
     ]);
-    // A short forward timeout: it bounds the dial, and must not end the lane it opened (the relay bench caught lanes
-    // reset when the dial's timer ran out; this keeps the property in the tests).
+    // A short forward timeout: it bounds the dial and each drain wait, and must not end an idle lane it opened.
     const relay = await createEdgeHost({
       dataDir: path.join(root, "long-lane"),
       relay: { peers, forwardTimeoutMs: 200 },

@@ -215,8 +215,12 @@ async function closeQuietly(stream: Stream): Promise<void> {
 interface NodeProcess {
   readonly peerId: string;
   readonly multiaddrs: string[];
+  /** Peel worker threads up in the node process. */
+  readonly peelWorkers: number;
   /** CPU time (user + system) the process has used so far, in microseconds. */
   cpuMicros(): Promise<number>;
+  /** How long the process's main (relay) thread has been busy so far, in microseconds. */
+  busyMicros(): Promise<number>;
   /** The process's heap in use after a full collection, in bytes. */
   heapUsed(): Promise<number>;
   stop(): Promise<void>;
@@ -252,9 +256,14 @@ async function startNodeProcess(dataDir: string, nextHops: readonly EdgeHost[]):
   return {
     peerId: ready.peerId as string,
     multiaddrs: ready.multiaddrs as string[],
+    peelWorkers: ready.peelWorkers as number,
     cpuMicros: async () => {
       child.stdin.write("cpu\n");
       return (await next()).cpuMicros as number;
+    },
+    busyMicros: async () => {
+      child.stdin.write("cpu\n");
+      return (await next()).busyMicros as number;
     },
     heapUsed: async () => {
       child.stdin.write("heap\n");
@@ -384,12 +393,13 @@ export async function relayFigures(print: (line: string) => void): Promise<void>
     const viaSink = await packets([entryHop, hop(sink)], RELAY_PACKETS + 100);
     await sendToEntry(viaSink.splice(0, 100), 1);
     await waitFor(100);
-    const start = { delivered, lost, cpu: await entry.cpuMicros() };
+    const start = { delivered, lost, cpu: await entry.cpuMicros(), busy: await entry.busyMicros() };
     let t0 = process.hrtime.bigint();
     await sendToEntry(viaSink, RELAY_STREAMS);
     await waitFor(start.delivered + start.lost + RELAY_PACKETS);
     const relaySeconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const nodeCpuPerPacket = ((await entry.cpuMicros()) - start.cpu) / RELAY_PACKETS;
+    const relayThreadPerPacket = ((await entry.busyMicros()) - start.busy) / RELAY_PACKETS;
     const relayLost = lost - start.lost;
 
     // The same bytes on a raw libp2p stream from the sender to the sink, read and dropped.
@@ -424,7 +434,7 @@ export async function relayFigures(print: (line: string) => void): Promise<void>
     const relayRate = RELAY_PACKETS / relaySeconds;
     const rawRate = RELAY_PACKETS / rawSeconds;
     print(
-      `  through one edge node (its own process; ${RELAY_STREAMS} sender streams, one stream to the next hop): ${relayRate.toFixed(0)} messages/s, ${(mb / relaySeconds).toFixed(1)} MB/s, ${relayLost} lost; the node used ${nodeCpuPerPacket.toFixed(0)} µs of CPU a packet (${(1e6 / nodeCpuPerPacket).toFixed(0)} packets/s a core)`,
+      `  through one edge node (its own process, ${entry.peelWorkers} peel worker thread(s); ${RELAY_STREAMS} sender streams, one stream to the next hop): ${relayRate.toFixed(0)} messages/s, ${(mb / relaySeconds).toFixed(1)} MB/s, ${relayLost} lost; the node used ${nodeCpuPerPacket.toFixed(0)} µs of CPU a packet (${(1e6 / nodeCpuPerPacket).toFixed(0)} packets/s a core); its relay thread was busy ${relayThreadPerPacket.toFixed(0)} µs a packet (${(1e6 / relayThreadPerPacket).toFixed(0)} packets/s with cores enough for the peel workers)`,
     );
     print(
       `  raw libp2p stream between the same two hosts: ${rawRate.toFixed(0)} packets/s, ${(mb / rawSeconds).toFixed(1)} MB/s; through the node: ${((relayRate / rawRate) * 100).toFixed(0)}% of it (target >= 50%)`,

@@ -27,6 +27,7 @@ import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Libp2p, PrivateKey } from "@libp2p/interface" with { "resolution-mode": "import" };
 import { peerIdFromEd25519PublicKey, relayKeyPairFromNodeKey } from "../sdk/net/peerId";
+import { useHalfWindowUpdates } from "../sdk/net/yamuxWindow";
 import { EdgeRelay, type EdgeRelayInit } from "./relay";
 
 /** File of the libp2p identity key (protobuf, as @libp2p/crypto writes it). */
@@ -167,6 +168,7 @@ export async function createEdgeHost(options: EdgeHostOptions): Promise<EdgeHost
   const privateKey = await loadNodeKey(options.dataDir);
   const relayKeys = relayKeyPairOf(privateKey);
 
+  await useHalfWindowUpdates(); // fewer yamux frames a packet: sdk/net/yamuxWindow.ts
   const [{ createLibp2p }, { tcp }, { webSockets }, { noise }, { yamux }, { identify }] = await Promise.all([
     import("libp2p"),
     import("@libp2p/tcp"),

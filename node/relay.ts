@@ -39,6 +39,7 @@ import {
 } from "../sdk/wire/frame";
 import { EPK_BYTES, OnionError, PACKET_BYTES, peel, type PeelOptions, type PeelResult } from "../sdk/wire/onion";
 import { NATIVE_ONION_SYMMETRIC, nativeX25519 } from "./onionNative";
+import { DEFAULT_PEEL_WORKERS, PeelPool } from "./peelPool";
 
 /** A forward gives up after this long: a hop that cannot reach the next one in 10 s will not be helped by waiting. */
 export const FORWARD_TIMEOUT_MS = 10_000;
@@ -123,6 +124,8 @@ export interface EdgeRelayInit {
   readonly onDeliver?: DeliverCallback;
   /** Per-forward timeout; FORWARD_TIMEOUT_MS if omitted. */
   readonly forwardTimeoutMs?: number;
+  /** Worker threads that peel packets (node/peelPool.ts); DEFAULT_PEEL_WORKERS (cores - 1, at most 4) if omitted. */
+  readonly peelWorkers?: number;
 }
 
 /** What one hop learned from one packet: the previous hop and either the next hop or the recipient, never the payload. */
@@ -173,6 +176,8 @@ export class EdgeRelay {
   /** The relay public key, OpenSSL's X25519 with the relay secret key, and OpenSSL's symmetric primitives. */
   private readonly peelOptions: PeelOptions;
   private readonly log: Logger;
+  /** Peels on worker threads while the relay runs (undefined when stopped: then on this thread). */
+  private peeler: PeelPool | undefined;
   private readonly knownPeers = new Map<string, KnownPeer>(); // hex of the peer id multihash → peer
   private readonly replayCache = new Set<string>();
   private readonly records: HopRecord[] = [];
@@ -205,6 +210,14 @@ export class EdgeRelay {
     return [...this.records];
   }
 
+  /**
+   * Waits until the peel workers started with the relay are up (packets never wait for them: until then they are
+   * peeled on this thread) and returns how many are; 0 when stopped. For tests and benchmarks.
+   */
+  async peelWorkersReady(): Promise<number> {
+    return (await this.peeler?.whenReady()) ?? 0;
+  }
+
   isStarted(): boolean {
     return this.started;
   }
@@ -222,6 +235,12 @@ export class EdgeRelay {
       this.knownPeers.set(bytesToHex(peerId.toMultihash().bytes), { peerId, multiaddrs });
     }
     this.controller = new AbortController();
+    this.peeler = new PeelPool(
+      this.init.relayPrivateKey,
+      this.peelOptions,
+      this.init.peelWorkers ?? DEFAULT_PEEL_WORKERS,
+      this.log,
+    );
     await this.host.handle(RELAY_PROTOCOL, (stream, connection) => this.handleStream(stream, connection), {
       maxInboundStreams: RELAY_MAX_STREAMS,
       maxOutboundStreams: RELAY_MAX_STREAMS,
@@ -237,6 +256,8 @@ export class EdgeRelay {
       for (const waiter of gate.waiting.splice(0)) waiter.fail(new EdgeRelayError("EdgeRelay: stopped"));
     }
     await this.host.unhandle(RELAY_PROTOCOL);
+    await this.peeler?.stop(); // packets it still held are peeled here and go on (or fail) with the lanes below
+    this.peeler = undefined;
     // A stopped relay peels nothing more: inbound streams (lanes of previous hops included) are reset.
     for (const stream of this.inbound) stream.abort(new EdgeRelayError("EdgeRelay: stopped"));
     this.inbound.clear();
@@ -274,7 +295,8 @@ export class EdgeRelay {
           return;
         }
         for (const frame of frames) {
-          // Frames of one stream are peeled in order; their forwards overlap, up to MAX_PIPELINED_FORWARDS.
+          // Frames of one stream are handled in order and overlap, up to MAX_PIPELINED_FORWARDS: their peels (on the
+          // pool's workers, in batches) and their forwards.
           const task = this.handleFrame(frame.type, frame.body, from).then(async (outcome) => {
             if (outcome === undefined) return;
             this.init.onOutcome?.({ kind: "refused", code: outcome.code });
@@ -317,7 +339,10 @@ export class EdgeRelay {
     }
     let result: PeelResult;
     try {
-      result = peel(body, this.init.relayPrivateKey, this.peelOptions);
+      result =
+        this.peeler !== undefined
+          ? await this.peeler.peel(body)
+          : peel(body, this.init.relayPrivateKey, this.peelOptions);
     } catch (error) {
       if (!(error instanceof OnionError)) throw error;
       return { code: WireErrorCode.MALFORMED, message: error.message };

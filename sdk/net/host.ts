@@ -18,6 +18,7 @@
  */
 import "./polyfill";
 import { drained } from "./drain";
+import { useHalfWindowUpdates } from "./yamuxWindow";
 import type { Libp2p, PeerId, Stream } from "@libp2p/interface" with { "resolution-mode": "import" };
 import {
   ERROR_FRAME_TYPE,
@@ -152,6 +153,7 @@ export class ClientHost {
 
   /** Starts a dial-only host with a fresh Ed25519 peer key. */
   static async create(options: ClientHostOptions = {}): Promise<ClientHost> {
+    await useHalfWindowUpdates(); // fewer yamux frames a packet: sdk/net/yamuxWindow.ts
     const [{ createLibp2p }, { tcp }, { noise }, { yamux }, { identify }, { peerIdFromString }, { multiaddr }] =
       await Promise.all([
         import("libp2p"),

@@ -164,6 +164,33 @@ describe("node/relay: the layered-packet relay on real libp2p hosts", function (
     }
   });
 
+  it("peels on worker threads when given some: every packet reaches the next hop intact, once", async () => {
+    const next = await readingNextHop();
+    const peers = new Map<string, Multiaddr[]>([
+      [next.host.libp2p.peerId.toString(), next.host.libp2p.getMultiaddrs()],
+    ]);
+    const relay = await createEdgeHost({ dataDir: path.join(root, "workers"), relay: { peers, peelWorkers: 2 } });
+    await sender.libp2p.peerStore.merge(relay.libp2p.peerId, { multiaddrs: relay.libp2p.getMultiaddrs() });
+    try {
+      expect(await relay.relay.peelWorkersReady()).to.equal(2);
+      const sent = Array.from({ length: 80 }, (_, i) => `packet ${i}`);
+      // Two writes of 40: each turn's packets go to one worker in one batch, the next turn's maybe to the other.
+      const frames = sent.map((text) => packetFrame([relay, next.host], text));
+      const answers = await exchange(sender, relay, [
+        concatBytes(...frames.slice(0, 40)),
+        concatBytes(...frames.slice(40)),
+      ]);
+      expect(answers).to.deep.equal([]);
+      await until(() => next.seen.payloads.length === sent.length);
+      await new Promise((resolve) => setTimeout(resolve, 100)); // room for a duplicate to show up
+      expect([...next.seen.payloads].sort()).to.deep.equal([...sent].sort());
+    } finally {
+      await relay.stop();
+      await next.stop();
+    }
+    expect(await relay.relay.peelWorkersReady()).to.equal(0);
+  });
+
   it("keeps a lane open past the forward timeout: one stream to the next hop carries packets sent seconds apart", async () => {
     const next = await readingNextHop();
     const peers = new Map<string, Multiaddr[]>([

@@ -22,10 +22,13 @@
  * through the DIDs' `deviceKeys`; a message to a user goes to its account and to each linked device, and a copy of
  * what one client of a user sends goes to the user's other clients. Groups use sender keys
  * (sdk/crypto/senderKeys.ts) whose distribution messages travel over the pairwise sessions; every member's account
- * and linked devices take part, each with a sender key of its own. A device joins a group only on the word of a
- * client of its own user, and a group changes one step at a time (a per-group lock shared by the receive path and
- * the API calls). The backup is parked, sealed under the wallet's backup key, in the user's own inbox, and the
- * previous one deleted once the new one is confirmed there. docs/SDK.md describes all of it and lists what is left.
+ * and linked devices take part, each with a sender key of its own. The creator's user is the group's admin: only its
+ * clients add and remove members, each change raising a membership version that every key carries, so members follow
+ * the admin's newest list and a stale one changes nothing. A client joins a group only on the word of a client of the
+ * admin or of its own user, asks for a key it missed when a message it cannot open arrives, and a group changes one
+ * step at a time (a per-group lock shared by the receive path and the API calls). The backup is parked, sealed under
+ * the wallet's backup key, in the user's own inbox, and the previous one deleted once the new one is confirmed there.
+ * docs/SDK.md describes all of it and lists what is left.
  */
 import { Wallet, getAddress, getBytes, hexlify, parseEther, zeroPadValue, type Provider, type Signer } from "ethers";
 import { sha256 } from "@noble/hashes/sha2.js";
@@ -34,7 +37,7 @@ import type { NodeRegistry, ProtocolParameters } from "../../typechain-types";
 import { nodeIdFromAddress, signBill, type SignedBill } from "../bill/bill";
 import type { Deployment } from "../chain/deployment";
 import { readEdgeNode, readEdgeNodes, type EdgeNodeInfo } from "../chain/nodes";
-import { bytesEqual, toHex } from "../crypto/bytes";
+import { ByteWriter, ByteReader, bytesEqual, concatBytes, toHex } from "../crypto/bytes";
 import { defaultRandomBytes, type RandomBytes } from "../crypto/primitives";
 import { RatchetError, RatchetSession, TamperedMessageError } from "../crypto/ratchet";
 import { GroupSession, GROUP_ID_LENGTH, SenderKeyError, decodeSenderKeyDistribution } from "../crypto/senderKeys";
@@ -76,7 +79,9 @@ import {
   EnvelopeError,
   EnvelopeKind,
   InnerType,
+  MAX_GROUP_MEMBERS_ON_WIRE,
   MAX_GROUP_MESSAGE_BYTES,
+  MAX_GROUP_VERSION,
   MAX_MESSAGE_BYTES,
   backupChunks,
   encodeContent,
@@ -87,8 +92,9 @@ import {
   type BackupChunk,
   type Content,
   type DirectContent,
+  type GroupKeyContent,
 } from "./envelope";
-import { ClientIdentity } from "./identity";
+import { ClientIdentity, IdentityError } from "./identity";
 import { SeenIds } from "./seen";
 
 /** Messages wait 7 days for an offline recipient by default: a week away still finds its messages. */
@@ -102,10 +108,19 @@ export const DEFAULT_DEVICE_FUNDING = parseEther("0.01");
 /** Who is whose device is re-read from the DIDs after 30 s. */
 const DEVICE_LINK_MAX_AGE_MS = 30_000;
 /**
- * Storage prefix of the group records: net/g/<group id hex> = member count (1) || members (20 each) || the serialized
- * GroupSession. Short, because storage keys are at most 120 characters.
+ * Storage prefix of the group records: net/g/<group id hex> = GROUP_RECORD_MAGIC (4) || admin (20) || membership
+ * version (4) || member count (1) || members (20 each) || the serialized GroupSession. Short, because storage keys
+ * are at most 120 characters.
  */
 const GROUPS_PREFIX = "net/g/";
+/** First bytes of a group record with an admin and a version ("SNG" 2): a record of the older layout lacks them. */
+const GROUP_RECORD_MAGIC = Uint8Array.of(0x53, 0x4e, 0x47, 0x02);
+/**
+ * A group id is its admin's address (20) || this many random bytes: a GROUP_KEY naming another admin for the id is
+ * refused, so nobody can make a client that is not yet in a group take the group's id under an admin of its own.
+ * 96 random bits keep one admin's groups apart.
+ */
+export const GROUP_ID_NONCE_BYTES = GROUP_ID_LENGTH - 20;
 /** Storage record (under the wallet's namespace) of the device account's private key. */
 const DEVICE_KEY_RECORD = "net/device-key";
 /** A home node holding fewer one-time prekeys than this gets a new batch: each new sender takes one. */
@@ -115,10 +130,24 @@ export const ONE_TIME_PREKEYS_BATCH = 20;
 /** Group messages held until their sender's key arrives: a key is one message behind at most, 256 covers bursts. */
 export const PENDING_GROUP_MESSAGES_KEPT = 256;
 /**
- * GROUP_KEYs a device client holds for groups it is not in, until a client of its own user vouches for the group:
- * one per participant of a few groups at once.
+ * GROUP_KEYs a client holds until it can tell whether their sender acts for a member (a group it is not in yet, or a
+ * member added by a change it has not seen yet): one per participant of a few groups at once.
  */
 export const HELD_GROUP_KEYS_KEPT = 64;
+/**
+ * A client asks one account for its group key at most once a minute per group (and answers one account's requests
+ * at most once a minute): a lost request is asked again on a later message, and a burst of unreadable messages, or a
+ * member that keeps asking, costs one message a minute.
+ */
+export const KEY_REQUEST_INTERVAL_MS = 60_000;
+/**
+ * A held group message asks for its missing keys only after this long: a key sent before the message, on another
+ * route, normally comes within milliseconds, and an answer (the key at a later step) overtaking it would leave the
+ * message unreadable.
+ */
+export const KEY_REQUEST_DELAY_MS = 1_000;
+/** (group, account) pairs whose last key request is remembered: bounds what a flood of requests takes in memory. */
+const KEY_REQUESTS_TRACKED = 1024;
 /**
  * Looks for a new backup's chunks in the inbox, BACKUP_CONFIRM_DELAY_MS apart, before its pointer is set (and for the
  * chunks of the backup to restore): 10 s in all covers the hops and the replication.
@@ -158,6 +187,9 @@ export type ClientErrorCode =
   | "MessageTooLarge"
   | "UnknownGroup"
   | "NotMember"
+  | "NotAdmin"
+  | "AlreadyMember"
+  | "GroupFull"
   | "BackupNotFound"
   | "LookupFailed"
   | "Stopped";
@@ -295,7 +327,7 @@ export interface ClientEvents {
   message: (message: ReceivedMessage) => void;
   /** Something failed in the background (a subscription, a message that did not decrypt, a bill submission). */
   error: (error: Error) => void;
-  /** A group this client is in changed (created, a member's key arrived, a member removed). */
+  /** A group this client is in changed (joined, a member's key arrived, members added or removed). */
   group: (groupId: string) => void;
 }
 
@@ -312,9 +344,27 @@ interface GroupState {
   session: GroupSession;
   /** Every member (a user: a wallet address, never a device account) including this client's user, checksummed. */
   members: string[];
+  /** The group's admin (the creator's user, checksummed): only its clients change the membership. */
+  readonly admin: string;
+  /** Membership version of `members`: 0 at create, one more per change (a uint32). */
+  version: number;
 }
 
-/** A GROUP_KEY for a group this device client is not in, from a client of another user: held until one of its own. */
+/** What `groupInfo` tells an app about a group. */
+export interface GroupInfo {
+  /** Every member (users, wallet addresses), this client's user included. */
+  readonly members: readonly string[];
+  /** The group's admin (the creator's user): only its clients add or remove members. */
+  readonly admin: string;
+  /** Membership version: 0 at create, one more per change. */
+  readonly version: number;
+}
+
+/**
+ * A GROUP_KEY from a client that may not be trusted yet: for a group this client is not in, from a client of neither
+ * the admin nor this client's user (held until one of them names the group); for a group it is in, from a client of
+ * a user not (yet) in its member list (held until a list adds that user).
+ */
 interface HeldGroupKey {
   readonly groupId: string;
   readonly from: string;
@@ -359,8 +409,12 @@ export class SendingClient {
   /** Digests (hex) of backups a newer one replaced: their chunks are acknowledged wherever they are met. */
   readonly #staleBackups = new Set<string>();
   #pendingGroup: PendingGroupMessage[] = [];
-  /** GROUP_KEYs a device client holds for groups it is not in yet, oldest first (HELD_GROUP_KEYS_KEPT at most). */
+  /** GROUP_KEYs held until their sender is known to act for a member, oldest first (HELD_GROUP_KEYS_KEPT at most). */
   #heldGroupKeys: HeldGroupKey[] = [];
+  /** When a key was last asked of, or answered to, "<asked|answered>:<group>:<account>" (KEY_REQUEST_INTERVAL_MS). */
+  readonly #keyRequests = new Map<string, number>();
+  /** Timers of the key requests waiting for KEY_REQUEST_DELAY_MS (cleared by `stop`). */
+  readonly #keyRequestTimers = new Set<NodeJS.Timeout>();
   /** The tail of each group's changes: one change at a time per group, receive path and API calls alike. */
   readonly #groupLocks = new Map<string, Promise<unknown>>();
   /** The user's wallet when this client is a device of it (`createDevice`). */
@@ -767,6 +821,8 @@ export class SendingClient {
     await this.#queue.catch(() => undefined);
     clearTimeout(this.#prekeyTimer);
     this.#prekeyTimer = undefined;
+    for (const timer of this.#keyRequestTimers) clearTimeout(timer);
+    this.#keyRequestTimers.clear();
     this.#flushBills();
     await this.#billing.catch(() => undefined);
     await this.#host.stop();
@@ -937,9 +993,7 @@ export class SendingClient {
 
   async #handleContent(node: EdgeNodeInfo, stored: StoredEnvelope, from: string, content: Content): Promise<void> {
     if (content.kind === ContentKind.GROUP_KEY) {
-      await this.#withGroup(toHex(content.groupId), () =>
-        this.#onGroupKey(from, content.groupId, content.members, content.distribution),
-      );
+      await this.#withGroup(toHex(content.groupId), () => this.#onGroupKey(from, content));
       return;
     }
     // A linked device's message is shown as its user's, with the device account beside it.
@@ -967,10 +1021,15 @@ export class SendingClient {
       case ContentKind.GROUP_MESSAGE: {
         const pending = { base, from, groupId: toHex(content.groupId), message: content.message };
         await this.#withGroup(pending.groupId, async () => {
-          if (!(await this.#openGroupMessage(pending))) this.#holdGroupMessage(pending);
+          if (await this.#openGroupMessage(pending)) return;
+          this.#holdGroupMessage(pending);
+          this.#scheduleKeyRequest(pending);
         });
         return;
       }
+      case ContentKind.GROUP_KEY_REQUEST:
+        await this.#withGroup(toHex(content.groupId), () => this.#onKeyRequest(from, content.groupId));
+        return;
     }
   }
 
@@ -1000,6 +1059,83 @@ export class SendingClient {
         ? { kind: "binary" as const, data: opened.plaintext }
         : { kind: "text" as const, text, data: opened.plaintext }),
     });
+    return true;
+  }
+
+  /**
+   * After KEY_REQUEST_DELAY_MS, asks for the keys a held group message still lacks (`#requestKeys`), on the group's
+   * lock; failures are "error" events.
+   */
+  #scheduleKeyRequest(m: PendingGroupMessage): void {
+    const timer = setTimeout(() => {
+      this.#keyRequestTimers.delete(timer);
+      this.#withGroup(m.groupId, async () => {
+        if (!this.#stopped && this.#pendingGroup.includes(m)) await this.#requestKeys(m);
+      }).catch((error: Error) => this.#emit("error", error));
+    }, KEY_REQUEST_DELAY_MS);
+    this.#keyRequestTimers.add(timer);
+  }
+
+  /**
+   * Asks for the keys a held group message lacks (a key whose delivery failed, or a restart before joining): its
+   * sending account's and, while this client is not in the group, the admin's (whose address begins the group id)
+   * and, for a device, its own user's, whose word it joins on. Each account is asked at most once per
+   * KEY_REQUEST_INTERVAL_MS per group. The answer is the current key: this message stays unreadable (a chain only
+   * moves forward), the next ones open. A request that cannot be sent is an "error" event.
+   */
+  async #requestKeys(m: PendingGroupMessage): Promise<void> {
+    const targets = new Set([m.from]);
+    if (!this.#groups.has(m.groupId)) {
+      targets.add(getAddress(`0x${m.groupId.slice(0, 40)}`));
+      targets.add(this.#user);
+    }
+    targets.delete(this.address);
+    const content = encodeContent({ kind: ContentKind.GROUP_KEY_REQUEST, groupId: getBytes(`0x${m.groupId}`) });
+    for (const to of targets) {
+      if (!this.#due(`asked:${m.groupId}:${to}`)) continue;
+      try {
+        await this.#sendContent(to, content, {});
+      } catch (error) {
+        this.#emit("error", error as Error);
+      }
+    }
+  }
+
+  /**
+   * A participant asks for this client's sender key: it got a group message it could not open. Answered (a GROUP_KEY
+   * with the current key and list) only if this client is in the group and the requester acts for a current member
+   * (a device linked since joins the session first), at most once per KEY_REQUEST_INTERVAL_MS per requester.
+   */
+  async #onKeyRequest(from: string, groupId: Uint8Array): Promise<void> {
+    const id = toHex(groupId);
+    const state = this.#groups.get(id);
+    if (state === undefined) {
+      throw new ClientError("UnknownGroup", `SendingClient: a key request from ${from} for group ${id}, not joined`);
+    }
+    if (!state.members.includes(await this.#actingUser(from))) {
+      throw new ClientError("NotMember", `SendingClient: a key request for group ${id} from ${from}, no member's`);
+    }
+    if (!this.#due(`answered:${id}:${from}`)) return;
+    if (state.session.members.includes(from)) {
+      await this.#distribute(state, state.session.distributionMessage(), [from], {}, "report");
+    } else {
+      await this.#addParticipants(state, [from], {}, "report");
+    }
+  }
+
+  /**
+   * Whether `key` (a request to ask or to answer) is due: never noted, or noted KEY_REQUEST_INTERVAL_MS ago or more;
+   * then it is noted now. False too while KEY_REQUESTS_TRACKED recent ones are remembered.
+   */
+  #due(key: string): boolean {
+    const now = Date.now();
+    const last = this.#keyRequests.get(key);
+    if (last !== undefined && now - last < KEY_REQUEST_INTERVAL_MS) return false;
+    if (this.#keyRequests.size >= KEY_REQUESTS_TRACKED) {
+      for (const [k, at] of this.#keyRequests) if (now - at >= KEY_REQUEST_INTERVAL_MS) this.#keyRequests.delete(k);
+      if (this.#keyRequests.size >= KEY_REQUESTS_TRACKED) return false;
+    }
+    this.#keyRequests.set(key, now);
     return true;
   }
 
@@ -1339,17 +1475,26 @@ export class SendingClient {
   }
 
   /**
-   * Creates a group with `members` (addresses; this client's user is added) and sends this client's sender key to
-   * every other participant (each member's account and linked devices, this user's other clients included) over the
-   * pairwise sessions; each of them answers with its own. Returns the group id (hex). A member's account that cannot
-   * be reached throws once the others were tried; a device that cannot be is an "error" event.
+   * Creates a group with `members` (addresses; this client's user is added), whose admin is this client's user, at
+   * membership version 0, and sends this client's sender key to every other participant (each member's account and
+   * linked devices, this user's other clients included) over the pairwise sessions; each of them answers with its
+   * own. Returns the group id (hex): the admin's address followed by GROUP_ID_NONCE_BYTES random bytes. Throws
+   * ClientError("GroupFull") above MAX_GROUP_MEMBERS_ON_WIRE members; a member's account that cannot be reached
+   * throws once the others were tried, a device that cannot be is an "error" event.
    */
   async createGroup(members: readonly string[], options: ClientCallOptions = {}): Promise<string> {
     const all = [...new Set([this.#user, ...members.map((m) => getAddress(m))])];
-    const groupId = this.#random(GROUP_ID_LENGTH);
+    if (all.length > MAX_GROUP_MEMBERS_ON_WIRE) {
+      throw new ClientError(
+        "GroupFull",
+        `createGroup: expected at most ${MAX_GROUP_MEMBERS_ON_WIRE} members, got ${all.length}`,
+      );
+    }
+    const groupId = concatBytes(getBytes(this.#user), this.#random(GROUP_ID_NONCE_BYTES));
     const id = toHex(groupId);
     await this.#withGroup(id, async () => {
-      const state = this.#newGroup(groupId, all, [...(await this.#participantsOf(all)).keys()]);
+      const participants = [...(await this.#participantsOf(all)).keys()];
+      const state = this.#newGroup(groupId, { members: all, admin: this.#user, version: 0 }, participants);
       this.#groups.set(id, state);
       await this.#saveGroup(id);
       await this.#distribute(state, state.session.distributionMessage(), state.session.members, options, "throw");
@@ -1362,13 +1507,23 @@ export class SendingClient {
     return this.#groups.get(normalizeGroupId(groupId))?.members;
   }
 
-  /** A new group state (not yet in `#groups`) with a fresh sender key of this client in `epoch`. */
-  #newGroup(groupId: Uint8Array, members: readonly string[], participants: readonly string[], epoch = 0): GroupState {
+  /**
+   * A group's members, admin and membership version as this client sees them, or undefined for a group this client
+   * is not in.
+   */
+  groupInfo(groupId: string): GroupInfo | undefined {
+    const state = this.#groups.get(normalizeGroupId(groupId));
+    if (state === undefined) return undefined;
+    return { members: [...state.members], admin: state.admin, version: state.version };
+  }
+
+  /** A new group state (not yet in `#groups`) for `list`, with a fresh sender key of this client in `epoch`. */
+  #newGroup(groupId: Uint8Array, list: GroupInfo, participants: readonly string[], epoch = 0): GroupState {
     const session = GroupSession.create(
       { groupId, selfId: this.address, members: participants.filter((p) => p !== this.address), epoch },
       { randomBytes: this.#options.randomBytes },
     );
-    return { session, members: [...members] };
+    return { session, members: [...list.members], admin: list.admin, version: list.version };
   }
 
   /**
@@ -1386,40 +1541,54 @@ export class SendingClient {
   }
 
   /**
-   * Stores a group's members (`members`, or the state's) and session, encrypted, replacing the previous record (old
-   * chain keys must go).
+   * Stores a group's admin, members and version (`next`, or the state's) and its session, encrypted, replacing the
+   * previous record (old chain keys must go).
    */
-  async #saveGroup(id: string, members?: readonly string[]): Promise<void> {
+  async #saveGroup(
+    id: string,
+    next?: { readonly members: readonly string[]; readonly version: number },
+  ): Promise<void> {
     const state = this.#groups.get(id);
     if (state === undefined) return;
-    const list = members ?? state.members;
+    const list = next?.members ?? state.members;
     const session = state.session.serialize();
-    const record = new Uint8Array(1 + 20 * list.length + session.length);
-    record[0] = list.length;
-    list.forEach((m, i) => record.set(getBytes(m), 1 + 20 * i));
-    record.set(session, 1 + 20 * list.length);
+    const record = new ByteWriter()
+      .bytes(GROUP_RECORD_MAGIC)
+      .bytes(getBytes(state.admin))
+      .u32(next?.version ?? state.version)
+      .u8(list.length);
+    for (const m of list) record.bytes(getBytes(m));
+    const bytes = record.bytes(session).finish();
     try {
-      await this.#identity.store.put(GROUPS_PREFIX + id, record);
+      await this.#identity.store.put(GROUPS_PREFIX + id, bytes);
     } finally {
       session.fill(0);
-      record.fill(0);
+      bytes.fill(0);
     }
   }
 
-  /** Loads every stored group (at create). A record that does not parse is reported and skipped. */
+  /**
+   * Loads every stored group (at create). A record that does not parse, or is of the layout before admins and
+   * versions, is reported (IdentityError "CorruptStorage", or the session's SenderKeyError) and skipped.
+   */
   async #loadGroups(): Promise<void> {
+    const where = "SendingClient: group record";
     for (const name of await this.#identity.store.list(GROUPS_PREFIX)) {
       const record = await this.#identity.store.get(name);
-      if (record === undefined || record.length < 1) continue;
+      if (record === undefined) continue;
       try {
-        const count = record[0];
-        const members = [...Array(count).keys()].map((i) =>
-          getAddress(hexlify(record.subarray(1 + 20 * i, 21 + 20 * i))),
-        );
-        const session = GroupSession.deserialize(record.subarray(1 + 20 * count), {
+        const r = new ByteReader(record, `${where} ${name}`, (m) => new IdentityError("CorruptStorage", m));
+        if (!bytesEqual(r.bytes(GROUP_RECORD_MAGIC.length, "magic"), GROUP_RECORD_MAGIC)) {
+          throw new IdentityError("CorruptStorage", `${where} ${name}: expected a record with an admin and a version`);
+        }
+        const admin = getAddress(hexlify(r.bytes(20, "admin")));
+        const version = r.u32("version");
+        const count = r.u8("member count");
+        const members = [...Array(count).keys()].map(() => getAddress(hexlify(r.bytes(20, "member"))));
+        const session = GroupSession.deserialize(r.bytes(r.remaining, "session"), {
           randomBytes: this.#options.randomBytes,
         });
-        this.#groups.set(name.slice(GROUPS_PREFIX.length), { session, members });
+        this.#groups.set(name.slice(GROUPS_PREFIX.length), { session, members, admin, version });
       } catch (error) {
         this.#emit("error", error as Error);
       } finally {
@@ -1429,8 +1598,8 @@ export class SendingClient {
   }
 
   /**
-   * Sends this client's sender-key distribution with the member list to each of `to` (participants), pairwise; what
-   * a failure does is `onFailure`'s (see `#sendToParticipants`).
+   * Sends this client's sender-key distribution with the admin, version and member list to each of `to`
+   * (participants), pairwise; what a failure does is `onFailure`'s (see `#sendToParticipants`).
    */
   async #distribute(
     state: GroupState,
@@ -1439,8 +1608,14 @@ export class SendingClient {
     options: ClientCallOptions,
     onFailure: FailureMode,
   ): Promise<readonly UnreachedParticipant[]> {
-    const groupId = state.session.groupId;
-    const content = encodeContent({ kind: ContentKind.GROUP_KEY, groupId, members: state.members, distribution });
+    const content = encodeContent({
+      kind: ContentKind.GROUP_KEY,
+      groupId: state.session.groupId,
+      admin: state.admin,
+      version: state.version,
+      members: state.members,
+      distribution,
+    });
     return (await this.#sendToParticipants(state, to, content, options, onFailure)).unreached;
   }
 
@@ -1483,57 +1658,68 @@ export class SendingClient {
   }
 
   /**
-   * A participant's sender key (and the member list) arrived. The sender must be a member or a linked device of one,
-   * and the list must name this client's user.
+   * A participant's sender key arrived, with the group's admin, membership version and member list as its sender
+   * sees them. The group id must begin with the admin's address (GROUP_ID_NONCE_BYTES), and a group this client is
+   * in keeps the admin it has.
    *
-   * A group this client is not in is joined on the word of a client of its own user (its account or another of its
-   * devices), in that client's epoch. A device client holds a GROUP_KEY from anyone else (HELD_GROUP_KEYS_KEPT) until
-   * then: a removed member who knows the group id could otherwise make a device linked since join with the old list
-   * (the removed member in it) and any epoch. The wallet's own client, which no other client of its user can vouch
-   * for, joins on any member's word (that is how a group created by another user reaches it).
+   * A group this client is not in is joined on the word of a client of the group's admin or of this client's own
+   * user (its account or another of its devices), whose list, version and epoch it takes. A key from anyone else is
+   * held (HELD_GROUP_KEYS_KEPT) until then, and taken at join only if its sender acts for a member of the trusted
+   * list: a removed member who knows the group id could otherwise bring a client in with an old list (itself in it)
+   * and any epoch.
    *
-   * In a group this client is in, the sender's key is taken first (so that no failure below loses it); then a sender
-   * not yet known gets this client's key, and a list that lacks members removes them (their accounts and devices are
-   * dropped and this client rekeys); members a list names that this client no longer has are not added back
-   * (`#followMembers`).
+   * In a group this client is in, a key from a client of a user the member list lacks is held too (a member added
+   * by a change this client has not seen yet, whose key came first; or a removed member's, dropped in time). A
+   * member's key is taken first (so that no failure below loses it); a sender not yet known then gets this client's
+   * key. The list counts only when the sender acts for the admin (`#followList`): from anyone else, only the key.
    */
-  async #onGroupKey(
-    from: string,
-    groupId: Uint8Array,
-    members: readonly string[],
-    distribution: Uint8Array,
-  ): Promise<void> {
-    const id = toHex(groupId);
-    const sender = await this.#actingUser(from);
-    if (!members.includes(sender) || !members.includes(this.#user)) {
-      throw new TamperedMessageError(`SendingClient: group key for ${id} from a non-member or not naming this client`);
+  async #onGroupKey(from: string, key: GroupKeyContent): Promise<void> {
+    const id = toHex(key.groupId);
+    if (!bytesEqual(key.groupId.subarray(0, 20), getBytes(key.admin))) {
+      throw new TamperedMessageError(`SendingClient: a group key for ${id} names ${key.admin}, not the id's admin`);
     }
-    const epoch = decodeSenderKeyDistribution(distribution).epoch;
+    const sender = await this.#actingUser(from);
     const state = this.#groups.get(id);
     if (state === undefined) {
-      if (this.#owner !== undefined && sender !== this.#user) {
-        this.#holdGroupKey({ groupId: id, from, distribution: distribution.slice() });
+      if (sender !== key.admin && sender !== this.#user) {
+        this.#holdGroupKey({ groupId: id, from, distribution: key.distribution.slice() });
         return;
       }
-      await this.#joinGroup(groupId, from, members, distribution, epoch);
+      this.#checkList(id, key, sender);
+      await this.#joinGroup(from, key);
       return;
     }
-    if (!state.members.includes(sender)) return; // a removed member's key: ignored
+    if (key.admin !== state.admin) {
+      throw new TamperedMessageError(`SendingClient: a group key for ${id} names ${key.admin}, not its admin`);
+    }
+    if (!state.members.includes(sender)) {
+      this.#holdGroupKey({ groupId: id, from, distribution: key.distribution.slice() });
+      return;
+    }
     const newcomer = !state.session.members.includes(from);
     if (newcomer) state.session.addMember(from);
     try {
-      state.session.processDistribution(from, distribution);
+      state.session.processDistribution(from, key.distribution);
     } catch (error) {
       if (!(error instanceof SenderKeyError) || error.code !== "StaleEpoch") throw error;
     }
     await this.#saveGroup(id);
     await this.#retryGroupMessages(id);
     this.#emit("group", id);
-    // A key from before this client's last rekey carries an old member list (one that still names a removed
-    // member, say): only the key counts then, never the list.
-    const follow = epoch >= state.session.epoch;
     if (newcomer) await this.#distribute(state, state.session.distributionMessage(), [from], {}, "report");
-    if (follow) await this.#followMembers(state, members);
+    if (sender === state.admin) {
+      this.#checkList(id, key, sender);
+      await this.#followList(state, key);
+    }
+  }
+
+  /** A list that is taken must name its admin, its sender's user and this client's user. */
+  #checkList(id: string, key: GroupKeyContent, sender: string): void {
+    if (!key.members.includes(key.admin) || !key.members.includes(sender) || !key.members.includes(this.#user)) {
+      throw new TamperedMessageError(
+        `SendingClient: a member list for group ${id} must name its admin, its sender and this client's user`,
+      );
+    }
   }
 
   /**
@@ -1541,19 +1727,14 @@ export class SendingClient {
    * epoch (a key of an older epoch than the others' would be refused as stale) and the keys held for the group from
    * its members, then sends this client's key to every participant.
    */
-  async #joinGroup(
-    groupId: Uint8Array,
-    from: string,
-    members: readonly string[],
-    distribution: Uint8Array,
-    epoch: number,
-  ): Promise<void> {
-    const id = toHex(groupId);
-    const participants = [...(await this.#participantsOf(members)).keys()];
+  async #joinGroup(from: string, key: GroupKeyContent): Promise<void> {
+    const id = toHex(key.groupId);
+    const participants = [...(await this.#participantsOf(key.members)).keys()];
     if (!participants.includes(from)) participants.push(from); // linked a moment ago: it proved its user above
-    const state = this.#newGroup(groupId, members, participants, epoch);
-    state.session.processDistribution(from, distribution);
-    await this.#takeHeldKeys(state);
+    const epoch = decodeSenderKeyDistribution(key.distribution).epoch;
+    const state = this.#newGroup(key.groupId, key, participants, epoch);
+    state.session.processDistribution(from, key.distribution);
+    await this.#takeHeldKeys(state, "drop");
     this.#groups.set(id, state);
     await this.#saveGroup(id);
     await this.#retryGroupMessages(id);
@@ -1564,12 +1745,13 @@ export class SendingClient {
   #holdGroupKey(key: HeldGroupKey): void {
     if (this.#heldGroupKeys.length >= HELD_GROUP_KEYS_KEPT) {
       const dropped = this.#heldGroupKeys.shift()!;
+      dropped.distribution.fill(0);
       this.#emit(
         "error",
         new ClientError(
           "UnknownGroup",
           `SendingClient: dropped a key for group ${dropped.groupId} from ${dropped.from}: ` +
-            `no client of ${this.#user} named the group`,
+            `nobody trusted named its sender a member`,
         ),
       );
     }
@@ -1577,16 +1759,28 @@ export class SendingClient {
   }
 
   /**
-   * Takes the keys held for a group just joined: only those from an account acting for a member of the trusted list,
-   * as keys (their member lists and epochs were never trusted); the others are dropped and reported.
+   * Takes the keys held for a group: only those from an account acting for a member of its list, as keys (their
+   * member lists and epochs were never trusted). The others are dropped and reported (`others` "drop", at join) or
+   * stay held ("keep", after a list added members: they may be for a member a later list adds).
    */
-  async #takeHeldKeys(state: GroupState): Promise<void> {
+  async #takeHeldKeys(state: GroupState, others: "drop" | "keep"): Promise<void> {
     const id = toHex(state.session.groupId);
     const held = this.#heldGroupKeys.filter((k) => k.groupId === id);
     this.#heldGroupKeys = this.#heldGroupKeys.filter((k) => k.groupId !== id);
     for (const key of held) {
+      let member: boolean;
       try {
-        if (!state.members.includes(await this.#actingUser(key.from))) {
+        member = state.members.includes(await this.#actingUser(key.from));
+      } catch (error) {
+        this.#emit("error", error as Error);
+        member = false;
+      }
+      if (!member && others === "keep") {
+        this.#heldGroupKeys.push(key);
+        continue;
+      }
+      try {
+        if (!member) {
           throw new ClientError(
             "NotMember",
             `SendingClient: dropped a key for group ${id} from ${key.from}, who acts for no member of it`,
@@ -1603,50 +1797,96 @@ export class SendingClient {
   }
 
   /**
-   * Follows a member list received with a group key (the receive path: failures to reach a participant are "error"
-   * events): members missing from it are removed (their accounts and devices dropped, this client rekeys and sends its
-   * new key to the rest). Members are never added from a list: a group only shrinks (`createGroup` names every
-   * member), so a list naming someone this client no longer has is stale (two removals at once) or forged, and
-   * following it would hand that member this client's key.
+   * Follows a member list from a client of the admin, by its membership version. A newer list is taken whole
+   * (`#applyMembers`). An older one is stale: only its key counted. The same version with another list means two of
+   * the admin's clients changed the group at once: the members on both lists are taken, at the next version, so a
+   * removal is never undone and every client that sees both lands on the same list. After, the keys held for members
+   * the list added are taken.
    */
-  async #followMembers(state: GroupState, members: readonly string[]): Promise<void> {
-    const removed = state.members.filter((m) => !members.includes(m));
-    if (removed.length > 0) await this.#rekeyWithout(state, removed, {}, "report");
+  async #followList(state: GroupState, key: GroupKeyContent): Promise<void> {
+    let target: { members: string[]; version: number };
+    if (key.version > state.version) {
+      target = { members: [...key.members], version: key.version };
+    } else if (
+      key.version === state.version &&
+      key.version < MAX_GROUP_VERSION &&
+      !sameMembers(key.members, state.members)
+    ) {
+      target = { members: state.members.filter((m) => key.members.includes(m)), version: key.version + 1 };
+    } else {
+      return;
+    }
+    const added = target.members.some((m) => !state.members.includes(m));
+    const leadEpoch = decodeSenderKeyDistribution(key.distribution).epoch;
+    await this.#applyMembers(state, target, {}, "report", { leadEpoch, announce: "joining" });
+    if (added) {
+      await this.#takeHeldKeys(state, "keep");
+      await this.#saveGroup(toHex(state.session.groupId));
+      await this.#retryGroupMessages(toHex(state.session.groupId));
+    }
   }
 
   /**
-   * Removes `removed` (users) from a group: works out which participants leave (the removed users' accounts and
-   * devices, devices unlinked since, and any whose user cannot be read now: a device still linked is added back by
-   * the next message), then rekeys and stores the new session with the new list, and only then takes the new list:
-   * a failure before that leaves the group as it was, so the call can be retried. Last, the new key goes to the rest.
+   * Moves a group to `target` (members and version). Members it drops are removed: their accounts and devices leave
+   * the session (with devices unlinked since, and any whose user cannot be read at that moment: a device still
+   * linked is added back by the next message) and this client rekeys. Members it adds join: their accounts and
+   * devices are added to the session (no rekey: they get the chain at its current step, so they cannot read what was
+   * sent before). A `leadEpoch` (the admin's key's epoch) beyond this client's makes it rekey into that epoch: it
+   * missed a rekey (it was out of the group a while, say), and its old key was dropped by the others.
+   *
+   * The new session is stored with the new list before the list is taken: a failure before leaves the group as it
+   * was, so an API call can be retried. Last, this client's key goes out: a new key to every participant; otherwise
+   * the current key to every participant (`announce` "all": the admin's change, which the others follow) or to the
+   * joining ones only ("joining": following a list).
    */
-  async #rekeyWithout(
+  async #applyMembers(
     state: GroupState,
-    removed: readonly string[],
+    target: { readonly members: readonly string[]; readonly version: number },
     options: ClientCallOptions,
     onFailure: FailureMode,
+    how: { readonly leadEpoch?: number; readonly announce: "all" | "joining" },
   ): Promise<void> {
     const id = toHex(state.session.groupId);
-    const members = state.members.filter((m) => !removed.includes(m));
+    const members = target.members;
+    const removed = state.members.filter((m) => !members.includes(m));
+    const added = members.filter((m) => !state.members.includes(m));
     const leaving: string[] = [];
-    for (const p of state.session.members) {
-      if (members.includes(p)) continue;
-      const user = await this.#actingUser(p).catch(() => undefined);
-      if (user === undefined || !members.includes(user)) leaving.push(p);
+    if (removed.length > 0) {
+      for (const p of state.session.members) {
+        if (members.includes(p)) continue;
+        const user = await this.#actingUser(p).catch(() => undefined);
+        if (user === undefined || !members.includes(user)) leaving.push(p);
+      }
     }
+    const joining =
+      added.length === 0
+        ? []
+        : [...(await this.#participantsOf(added)).keys()].filter((p) => !state.session.members.includes(p));
+    const lead = how.leadEpoch ?? 0;
+    const epoch = state.session.epoch;
+    const rekeyTo = removed.length > 0 ? Math.max(epoch + 1, lead) : lead > epoch ? lead : undefined;
     const before = state.session.serialize();
-    let fresh: Uint8Array;
+    let fresh: Uint8Array | undefined;
     try {
-      fresh = state.session.rekey(leaving);
-      await this.#saveGroup(id, members);
+      if (rekeyTo !== undefined) fresh = state.session.rekey(leaving, rekeyTo);
+      for (const p of joining) state.session.addMember(p);
+      await this.#saveGroup(id, target);
     } catch (error) {
       state.session = GroupSession.deserialize(before, { randomBytes: this.#options.randomBytes });
       throw error;
     } finally {
       before.fill(0);
     }
-    state.members = members;
-    await this.#distribute(state, fresh, state.session.members, options, onFailure);
+    state.members = [...members];
+    state.version = target.version;
+    this.#emit("group", id);
+    if (fresh !== undefined) {
+      await this.#distribute(state, fresh, state.session.members, options, onFailure);
+    } else if (how.announce === "all") {
+      await this.#distribute(state, state.session.distributionMessage(), state.session.members, options, onFailure);
+    } else if (joining.length > 0) {
+      await this.#distribute(state, state.session.distributionMessage(), joining, options, onFailure);
+    }
   }
 
   /**
@@ -1666,11 +1906,54 @@ export class SendingClient {
     return this.#distribute(state, mine!, joining, options, onFailure);
   }
 
+  /** Throws ClientError("NotAdmin") unless this client acts for the group's admin (its account or a device of it). */
+  #checkAdmin(state: GroupState, where: string): void {
+    if (this.#user !== state.admin) {
+      throw new ClientError(
+        "NotAdmin",
+        `${where}: expected a client of the group's admin ${state.admin}, this one acts for ${this.#user}`,
+      );
+    }
+  }
+
   /**
-   * Removes `member` (a user) from a group: rekeys (a new sender key in the next epoch; the member's account and
-   * devices and their keys dropped) and sends the new key and member list to the remaining participants, who rekey
-   * too. Neither the removed member's account nor its devices can read what is sent after. A failure before the
-   * rekey is stored (a chain read, the store) leaves the group unchanged; a remaining member's account that cannot be
+   * Adds `member` (a user) to a group; only a client of the group's admin may. Raises the membership version,
+   * adds the member's account and linked devices to the session, stores the group, then sends this client's current
+   * sender key with the new list to every participant, the newcomer included: the newcomer joins on it, the other
+   * members follow the list and send their keys to the newcomer. The newcomer gets every chain at its current step,
+   * so it cannot read what was sent before. Throws ClientError "UnknownGroup", "NotAdmin", "AlreadyMember",
+   * "GroupFull" (MAX_GROUP_MEMBERS_ON_WIRE members, or the version at 2^32 - 1) before any change; a failure before the
+   * change is stored (a chain read, the store) leaves the group as it was; a member's account that cannot be reached
+   * throws after it (the others were sent the key), a device that cannot be is an "error" event.
+   */
+  async addGroupMember(groupId: string, member: string, options: ClientCallOptions = {}): Promise<void> {
+    const id = normalizeGroupId(groupId);
+    const added = getAddress(member);
+    await this.#withGroup(id, async () => {
+      const state = this.#groups.get(id);
+      if (state === undefined) throw new ClientError("UnknownGroup", `addGroupMember: not in group ${id}`);
+      this.#checkAdmin(state, "addGroupMember");
+      if (state.members.includes(added)) {
+        throw new ClientError("AlreadyMember", `addGroupMember: ${added} is already a member of group ${id}`);
+      }
+      if (state.members.length >= MAX_GROUP_MEMBERS_ON_WIRE || state.version >= MAX_GROUP_VERSION) {
+        throw new ClientError(
+          "GroupFull",
+          `addGroupMember: expected fewer than ${MAX_GROUP_MEMBERS_ON_WIRE} members and a version below 2^32 - 1`,
+        );
+      }
+      const target = { members: [...state.members, added], version: state.version + 1 };
+      await this.#applyMembers(state, target, options, "throw", { announce: "all" });
+    });
+  }
+
+  /**
+   * Removes `member` (a user) from a group; only a client of the group's admin may. Raises the membership version,
+   * rekeys (a new sender key in the next epoch; the member's account and devices and their keys dropped) and sends
+   * the new key and member list to the remaining participants, who rekey too. Neither the removed member's account
+   * nor its devices can read what is sent after. Throws ClientError "UnknownGroup", "NotAdmin", "NotMember" (not a
+   * member, or the admin itself), "GroupFull" (the version at 2^32 - 1) before any change; a failure before the rekey
+   * is stored (a chain read, the store) leaves the group unchanged; a remaining member's account that cannot be
    * reached throws after the rekey (the others were sent the key), a device that cannot be is an "error" event.
    */
   async removeGroupMember(groupId: string, member: string, options: ClientCallOptions = {}): Promise<void> {
@@ -1679,13 +1962,18 @@ export class SendingClient {
     await this.#withGroup(id, async () => {
       const state = this.#groups.get(id);
       if (state === undefined) throw new ClientError("UnknownGroup", `removeGroupMember: not in group ${id}`);
+      this.#checkAdmin(state, "removeGroupMember");
       if (!state.members.includes(removed)) {
         throw new ClientError("NotMember", `removeGroupMember: ${removed} is not a member of group ${id}`);
       }
       if (removed === this.#user) {
-        throw new ClientError("NotMember", `removeGroupMember: ${removed} is this client's own user`);
+        throw new ClientError("NotMember", `removeGroupMember: ${removed} is this client's own user, the admin`);
       }
-      await this.#rekeyWithout(state, [removed], options, "throw");
+      if (state.version >= MAX_GROUP_VERSION) {
+        throw new ClientError("GroupFull", `removeGroupMember: the membership version of ${id} is at 2^32 - 1`);
+      }
+      const target = { members: state.members.filter((m) => m !== removed), version: state.version + 1 };
+      await this.#applyMembers(state, target, options, "throw", { announce: "all" });
     });
   }
 
@@ -2042,6 +2330,11 @@ function normalizeGroupId(groupId: string): string {
   if (!/^[0-9a-f]{64}$/.test(hex))
     throw new ClientError("UnknownGroup", `expected a 32-byte hex group id, got ${groupId}`);
   return hex;
+}
+
+/** Whether two member lists name the same users (in any order). */
+function sameMembers(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((m) => b.includes(m));
 }
 
 /** The kind and payload fields of a message for a text or binary content. */

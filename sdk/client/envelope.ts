@@ -14,10 +14,13 @@
  *     INITIAL 0x01  body = X3DH header || first ratchet message (sdk/crypto/session.ts)
  *     RATCHET 0x02  body = ratchet message
  *   content       = the ratchet plaintext: kind (1) || …
- *     TEXT 0x01 UTF-8 | BINARY 0x02 bytes | GROUP_KEY 0x03 group id (32) || count (1) || count × member (20) ||
- *     sender-key distribution (121) | GROUP_MESSAGE 0x04 group id (32) || sender-key message |
+ *     TEXT 0x01 UTF-8 | BINARY 0x02 bytes |
+ *     GROUP_KEY 0x03 group id (32) || admin (20) || membership version (4, big-endian) || count (1, 1..
+ *     MAX_GROUP_MEMBERS_ON_WIRE) || count × member (20, no repeats) || sender-key distribution (121) |
+ *     GROUP_MESSAGE 0x04 group id (32) || sender-key message |
  *     SENT 0x05 recipient address (20) || a TEXT or BINARY content (a copy of what another client of the same user
- *     sent to that recipient, so each of the user's clients shows the whole conversation)
+ *     sent to that recipient, so each of the user's clients shows the whole conversation) |
+ *     GROUP_KEY_REQUEST 0x06 group id (32) (the receiver is asked for its sender key, answered with a GROUP_KEY)
  *
  * The ephemeral key is fresh per envelope, so nonce 0 is safe. The seal hides the sender from the nodes; it does not
  * authenticate the sender by itself: the ratchet session does (a RATCHET message only opens under the session with
@@ -38,7 +41,14 @@ export const EnvelopeKind = { SEALED: 0x01, BACKUP: 0x02 } as const;
 /** Inner message types. */
 export const InnerType = { INITIAL: 0x01, RATCHET: 0x02 } as const;
 /** Content kinds (the first byte of a ratchet plaintext). */
-export const ContentKind = { TEXT: 0x01, BINARY: 0x02, GROUP_KEY: 0x03, GROUP_MESSAGE: 0x04, SENT: 0x05 } as const;
+export const ContentKind = {
+  TEXT: 0x01,
+  BINARY: 0x02,
+  GROUP_KEY: 0x03,
+  GROUP_MESSAGE: 0x04,
+  SENT: 0x05,
+  GROUP_KEY_REQUEST: 0x06,
+} as const;
 
 /** Bytes a sealed envelope adds around its inner message: kind, epk, tag. */
 export const SEAL_OVERHEAD = 1 + 32 + TAG_LENGTH;
@@ -63,11 +73,18 @@ export const SENT_COPY_HEADER_BYTES = 1 + 20;
 export const MAX_MESSAGE_BYTES = MAX_CONTENT_BYTES - 1 - SENT_COPY_HEADER_BYTES;
 /** Largest group message body: the content minus kind, group id and the sender-key overhead. */
 export const MAX_GROUP_MESSAGE_BYTES = MAX_CONTENT_BYTES - 1 - GROUP_ID_LENGTH - SENDER_KEY_MESSAGE_OVERHEAD;
-/** Most members a group distribution lists: what fits beside the distribution message in one content. */
+/** Bytes of a group key's header before its member list: kind, group id, admin, membership version, count. */
+export const GROUP_KEY_HEADER_BYTES = 1 + GROUP_ID_LENGTH + 20 + 4 + 1;
+/**
+ * Most members a group distribution lists: what fits beside the header and the distribution message in one content
+ * (a one-byte count caps it at 255 too).
+ */
 export const MAX_GROUP_MEMBERS_ON_WIRE = Math.min(
   255,
-  Math.floor((MAX_CONTENT_BYTES - 1 - GROUP_ID_LENGTH - 1 - SENDER_KEY_DISTRIBUTION_LENGTH) / 20),
+  Math.floor((MAX_CONTENT_BYTES - GROUP_KEY_HEADER_BYTES - SENDER_KEY_DISTRIBUTION_LENGTH) / 20),
 );
+/** Highest membership version: it travels as a uint32. */
+export const MAX_GROUP_VERSION = 0xffff_ffff;
 
 const SEAL_INFO = new TextEncoder().encode("SendingNetwork_SealedSender_v1");
 const ZERO_NONCE = new Uint8Array(12);
@@ -98,16 +115,26 @@ export type DirectContent =
   | { readonly kind: typeof ContentKind.TEXT; readonly text: string }
   | { readonly kind: typeof ContentKind.BINARY; readonly data: Uint8Array };
 
+/** A member's sender key for a group, with the group's admin, membership version and member list as it sees them. */
+export interface GroupKeyContent {
+  readonly kind: typeof ContentKind.GROUP_KEY;
+  readonly groupId: Uint8Array;
+  /** Checksummed address of the group's admin (the creator's user): only its clients change the membership. */
+  readonly admin: string;
+  /** Membership version (0 at create, one more per change) of `members`. */
+  readonly version: number;
+  /** Checksummed member addresses (users), distinct. */
+  readonly members: readonly string[];
+  /** The sender's sender-key distribution message (SENDER_KEY_DISTRIBUTION_LENGTH bytes). */
+  readonly distribution: Uint8Array;
+}
+
 /** A decoded content. */
 export type Content =
   | DirectContent
-  | {
-      readonly kind: typeof ContentKind.GROUP_KEY;
-      readonly groupId: Uint8Array;
-      readonly members: readonly string[];
-      readonly distribution: Uint8Array;
-    }
+  | GroupKeyContent
   | { readonly kind: typeof ContentKind.GROUP_MESSAGE; readonly groupId: Uint8Array; readonly message: Uint8Array }
+  | { readonly kind: typeof ContentKind.GROUP_KEY_REQUEST; readonly groupId: Uint8Array }
   | {
       readonly kind: typeof ContentKind.SENT;
       /** Checksummed address the copied message was sent to. */
@@ -181,16 +208,26 @@ export function encodeContent(content: Content): Uint8Array {
       break;
     case ContentKind.GROUP_KEY:
       if (content.groupId.length !== GROUP_ID_LENGTH) throw malformed("encodeContent: expected a 32-byte group id");
-      if (content.members.length > MAX_GROUP_MEMBERS_ON_WIRE) {
-        throw malformed(`encodeContent: at most ${MAX_GROUP_MEMBERS_ON_WIRE} group members fit one message`);
+      if (content.members.length < 1 || content.members.length > MAX_GROUP_MEMBERS_ON_WIRE) {
+        throw malformed(`encodeContent: expected 1 to ${MAX_GROUP_MEMBERS_ON_WIRE} group members in one message`);
       }
-      w.bytes(content.groupId).u8(content.members.length);
+      if (!Number.isInteger(content.version) || content.version < 0 || content.version > MAX_GROUP_VERSION) {
+        throw malformed(`encodeContent: expected a membership version in [0, 2^32 - 1], got ${content.version}`);
+      }
+      w.bytes(content.groupId)
+        .bytes(getBytes(getAddress(content.admin)))
+        .u32(content.version);
+      w.u8(content.members.length);
       for (const m of content.members) w.bytes(getBytes(getAddress(m)));
       w.bytes(content.distribution);
       break;
     case ContentKind.GROUP_MESSAGE:
       if (content.groupId.length !== GROUP_ID_LENGTH) throw malformed("encodeContent: expected a 32-byte group id");
       w.bytes(content.groupId).bytes(content.message);
+      break;
+    case ContentKind.GROUP_KEY_REQUEST:
+      if (content.groupId.length !== GROUP_ID_LENGTH) throw malformed("encodeContent: expected a 32-byte group id");
+      w.bytes(content.groupId);
       break;
     case ContentKind.SENT:
       if (content.content.kind !== ContentKind.TEXT && content.content.kind !== ContentKind.BINARY) {
@@ -226,12 +263,27 @@ export function parseContent(bytes: Uint8Array): Content {
     case ContentKind.GROUP_KEY: {
       const r = new ByteReader(rest, where, malformed);
       const groupId = r.bytes(GROUP_ID_LENGTH, "group id");
+      const admin = getAddress(hexlify(r.bytes(20, "admin")));
+      const version = r.u32("membership version");
       const count = r.u8("member count");
+      if (count < 1 || count > MAX_GROUP_MEMBERS_ON_WIRE) {
+        throw malformed(`${where}: expected 1 to ${MAX_GROUP_MEMBERS_ON_WIRE} group members, got ${count}`);
+      }
       const members: string[] = [];
-      for (let i = 0; i < count; i++) members.push(getAddress(hexlify(r.bytes(20, "member"))));
+      for (let i = 0; i < count; i++) {
+        const member = getAddress(hexlify(r.bytes(20, "member")));
+        if (members.includes(member)) throw malformed(`${where}: expected distinct group members, got ${member} twice`);
+        members.push(member);
+      }
       const distribution = r.bytes(SENDER_KEY_DISTRIBUTION_LENGTH, "distribution");
       r.end();
-      return { kind: ContentKind.GROUP_KEY, groupId, members, distribution };
+      return { kind: ContentKind.GROUP_KEY, groupId, admin, version, members, distribution };
+    }
+    case ContentKind.GROUP_KEY_REQUEST: {
+      if (rest.length !== GROUP_ID_LENGTH) {
+        throw malformed(`${where}: expected a ${GROUP_ID_LENGTH}-byte group id in a key request, got ${rest.length}`);
+      }
+      return { kind: ContentKind.GROUP_KEY_REQUEST, groupId: rest.slice() };
     }
     case ContentKind.GROUP_MESSAGE: {
       if (rest.length <= GROUP_ID_LENGTH) throw malformed(`${where}: group message too short`);

@@ -358,16 +358,19 @@ export class GroupSession {
    * Rekey, e.g. on removing members: forgets `removed` and every key they distributed, erases this member's own
    * sender key, creates a fresh one in the next epoch, drops received keys older than PREVIOUS_EPOCHS_KEPT epochs,
    * and returns the new distribution message for the remaining members. Every remaining member must do the same.
+   * `epoch` (the next one by default) lets a member that missed rekeys catch up with the others in one step.
    */
-  rekey(removed: readonly string[] = []): Uint8Array {
+  rekey(removed: readonly string[] = [], epoch: number = this.#epoch + 1): Uint8Array {
     const where = "GroupSession.rekey";
     for (const id of removed) {
       if (!this.#members.has(id))
         throw err("NotMember")(`${where}: expected a current member, got ${JSON.stringify(id)}`);
     }
-    if (this.#epoch + 1 >= MAX_U32) throw err("Exhausted")(`${where}: expected an epoch below 2^32 - 2`);
+    if (epoch >= MAX_U32) throw err("Exhausted")(`${where}: expected an epoch below 2^32 - 2`);
+    if (!Number.isInteger(epoch) || epoch <= this.#epoch) {
+      throw malformed(`${where}: expected an epoch after ${this.#epoch}, got ${epoch}`);
+    }
     for (const id of removed) this.#members.delete(id);
-    const epoch = this.#epoch + 1;
     for (const [hex, key] of this.#received) {
       if (!this.#members.has(key.senderId) || key.epoch + PREVIOUS_EPOCHS_KEPT < epoch) this.#dropReceived(hex);
     }

@@ -593,27 +593,37 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
       members: [alice.address, bob.address, tablet.address],
       epoch: 1_000_000, // far ahead: joined in it, the tablet would refuse every real list after
     });
-    const forged = encodeContent({
-      kind: ContentKind.GROUP_KEY,
-      groupId: getBytes(`0x${groupId}`),
-      members: [alice.address, bob.address, carol.address],
-      distribution: stale.distributionMessage(),
-    });
-    const envelope = sealEnvelope(tablet.identity.publicIdentity.dh, {
-      type: InnerType.RATCHET,
-      sender: carol.address,
-      body: session.encrypt(forged),
-    });
-    await deliverRaw(carolClient, tablet.address, nodes[0].operator, envelope);
-    await until(() => stored() === 2, "Carol's message and her stale key at the tablet's home node");
+    // Her old list under the real admin, far ahead; and the same id claimed with herself as its admin.
+    const forged = [alice.address, carol.address].map((admin) =>
+      encodeContent({
+        kind: ContentKind.GROUP_KEY,
+        groupId: getBytes(`0x${groupId}`),
+        admin,
+        version: 1_000_000,
+        members: [alice.address, bob.address, carol.address],
+        distribution: stale.distributionMessage(),
+      }),
+    );
+    for (const content of forged) {
+      const envelope = sealEnvelope(tablet.identity.publicIdentity.dh, {
+        type: InnerType.RATCHET,
+        sender: carol.address,
+        body: session.encrypt(content),
+      });
+      await deliverRaw(carolClient, tablet.address, nodes[0].operator, envelope);
+    }
+    await until(() => stored() === 3, "Carol's message and her two forged keys at the tablet's home node");
     const carolGroups: string[] = [];
     carolClient.on("group", (id) => carolGroups.push(id));
     const errors: Error[] = [];
     tablet.on("error", (e) => errors.push(e));
     const shown = collect(tablet);
-    await tablet.start(); // drains both, in order
+    await tablet.start(); // drains all three, in order
     expect(shown.map((m) => m.text)).to.deep.equal(["hi from carol"]);
-    expect(tablet.groupMembers(groupId)).to.equal(undefined); // held: Carol is no client of Bob
+    expect(tablet.groupMembers(groupId)).to.equal(undefined); // held: Carol is a client of neither Alice nor Bob
+    // The id begins with its admin's address: a key naming Carol as the admin of Alice's group is refused.
+    expect(errors.filter((e) => e instanceof TamperedMessageError).map((e) => e.message)).to.have.length(1);
+    expect(errors.find((e) => e instanceof TamperedMessageError)!.message).to.match(/not the id's admin/);
 
     // Bob's next message names the group to his tablet: it joins with the real list, in the real epoch.
     const fromBob = next(tablet, (m) => m.groupId === groupId);
@@ -686,40 +696,300 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     expect(partial.unreached[0].error).to.be.instanceOf(NoPrekeysError);
     expect((await atIvan).text).to.equal("dave cannot be reached");
     expect(after.unreached).to.deep.equal([]); // Ivan has a session to Dave
+
+    // An add whose store fails leaves the group as it was too; the retry brings Kate back, and she reads again.
+    flaky.failing = true;
+    await ivanClient.addGroupMember(group, kate.address).then(
+      () => expect.fail("expected the store's failure"),
+      (e: unknown) => expect(e).to.be.instanceOf(StorageError),
+    );
+    const removed = { members: [ivan.address, judy.address, dave.address], admin: ivan.address, version: 1 };
+    expect(ivanClient.groupInfo(group)).to.deep.equal(removed);
+    flaky.failing = false;
+    await ivanClient.addGroupMember(group, kate.address);
+    const back = { ...removed, members: [...removed.members, kate.address], version: 2 };
+    await until(
+      () => [judyClient, kateClient].every((c) => c.groupInfo(group)?.version === 2),
+      "Judy and Kate to take Kate's return",
+    );
+    for (const c of [ivanClient, judyClient, kateClient]) expect(c.groupInfo(group)).to.deep.equal(back);
+    const atKate = next(kateClient, (m) => m.groupId === group && m.text === "kate is back");
+    const welcome = await ivanClient.sendToGroup(group, "kate is back");
+    expect((await atKate).from).to.equal(ivan.address);
+    expect(welcome.unreached).to.deep.equal([]);
   });
 
-  it("does not let two removals at once bring a removed member back", async () => {
-    // P and Q are hardhat accounts; R, M and D are fresh wallets funded for their DID transactions.
+  /** Expects `call` to reject with ClientError `code`. */
+  async function refused(call: () => Promise<unknown>, code: string) {
+    await call().then(
+      () => expect.fail(`expected ClientError ${code}`),
+      (e: unknown) => expect(e).to.be.instanceOf(ClientError).with.property("code", code),
+    );
+  }
+
+  /** Expects `c` to fail to open `ciphertext` of `group` with SenderKeyError (`code`, if given). */
+  async function cannotOpen(c: SendingClient, group: string, ciphertext: Uint8Array, code?: string) {
+    await c.decryptGroupMessage(group, ciphertext).then(
+      () => expect.fail(`${c.address} opened a group message it must not read`),
+      (e: unknown) => {
+        expect(e).to.be.instanceOf(SenderKeyError);
+        if (code !== undefined) expect(e).to.have.property("code", code);
+      },
+    );
+  }
+
+  it("lets only the group's admin add members; a newcomer reads what is sent after, never before, and comes back after a removal", async () => {
+    // A (the admin), B, N and X are fresh wallets funded for their DID transactions; X never starts.
+    const fresh = [0, 1, 2, 3].map(() => Wallet.createRandom().connect(ethers.provider));
+    for (const w of fresh) await setBalance(w.address, parseEther("10"));
+    const [a, b, n, x] = await Promise.all(fresh.map((w) => client(w)));
+    for (const [i, c] of [a, b, n, x].entries()) {
+      await c.register({ homeNodes: [nodes[(i + 1) % nodes.length].operator] });
+    }
+    for (const c of [a, b, n]) await c.start();
+    const group = await a.createGroup([b.address]);
+    expect(group.slice(0, 40)).to.equal(a.address.slice(2).toLowerCase()); // the id begins with its admin
+    await until(() => b.groupMembers(group)?.length === 2, "B to join");
+    const inGroup = (c: SendingClient, text: string) => next(c, (m) => m.groupId === group && m.text === text);
+    const atB = inGroup(b, "before N");
+    const before = await a.sendToGroup(group, "before N");
+    await atB;
+
+    // Only a client of the admin changes the membership; nothing changes when another tries.
+    await refused(() => b.addGroupMember(group, n.address), "NotAdmin");
+    await refused(() => b.removeGroupMember(group, a.address), "NotAdmin");
+    await refused(() => a.addGroupMember(group, b.address), "AlreadyMember");
+    const start = { members: [a.address, b.address], admin: a.address, version: 0 };
+    for (const c of [a, b]) expect(c.groupInfo(group)).to.deep.equal(start);
+    expect(n.groupInfo(group)).to.equal(undefined);
+
+    await a.addGroupMember(group, n.address);
+    const added = { members: [a.address, b.address, n.address], admin: a.address, version: 1 };
+    expect(a.groupInfo(group)).to.deep.equal(added);
+    await until(() => [b, n].every((c) => c.groupInfo(group)?.version === 1), "B and N to take the new list");
+    for (const c of [b, n]) expect(c.groupInfo(group)).to.deep.equal(added);
+
+    // N reads the admin and the other member from now on, and both read N.
+    for (const [from, text] of [
+      [a, "A after N came"],
+      [b, "B after N came"],
+    ] as const) {
+      const atN = inGroup(n, text);
+      await from.sendToGroup(group, text);
+      expect((await atN).from).to.equal(from.address);
+    }
+    const fromN = [a, b].map((c) => inGroup(c, "N to the group"));
+    await n.sendToGroup(group, "N to the group");
+    for (const m of await Promise.all(fromN)) expect(m.from).to.equal(n.address);
+    // N holds A's key, but at the step A had reached when N came: the message before is out of reach.
+    await cannotOpen(n, group, before.ciphertext, "Duplicate");
+
+    // A removes N, who cannot read on; A adds N back: N reads again, and is read (it takes the epoch it missed).
+    await a.removeGroupMember(group, n.address);
+    await until(() => b.groupInfo(group)?.version === 2, "B to follow N's removal");
+    const gone = await a.sendToGroup(group, "N is out");
+    expect(gone.messageIds).to.have.length(1); // B
+    await cannotOpen(n, group, gone.ciphertext);
+    await a.addGroupMember(group, n.address);
+    await until(() => [b, n].every((c) => c.groupInfo(group)?.version === 3), "B and N to take N's return");
+    for (const c of [a, b, n]) expect(c.groupInfo(group)).to.deep.equal({ ...added, version: 3 });
+    for (const [from, text] of [
+      [a, "A to N again"],
+      [b, "B to N again"],
+    ] as const) {
+      const atN = inGroup(n, text);
+      await from.sendToGroup(group, text);
+      expect((await atN).from).to.equal(from.address);
+    }
+    const fromNAgain = [a, b].map((c) => inGroup(c, "N is back"));
+    await n.sendToGroup(group, "N is back");
+    for (const m of await Promise.all(fromNAgain)) expect(m.from).to.equal(n.address);
+
+    // A list from a member who is not the admin, naming X too and far ahead, adds nobody: only its key counts.
+    const session = (await b.identity.loadSession(n.address))!;
+    const forged = encodeContent({
+      kind: ContentKind.GROUP_KEY,
+      groupId: getBytes(`0x${group}`),
+      admin: a.address,
+      version: 99,
+      members: [a.address, b.address, n.address, x.address],
+      distribution: GroupSession.create({
+        groupId: getBytes(`0x${group}`),
+        selfId: b.address,
+        members: [],
+      }).distributionMessage(),
+    });
+    let keysAtN = 0;
+    n.on("group", () => keysAtN++);
+    const envelope = sealEnvelope(n.identity.publicIdentity.dh, {
+      type: InnerType.RATCHET,
+      sender: b.address,
+      body: session.encrypt(forged),
+    });
+    await deliverRaw(b, n.address, nodes[3].operator, envelope);
+    await until(() => keysAtN > 0, "N to take B's forged key");
+    const last = await n.sendToGroup(group, "X is no member"); // queued behind the key: it sees what the key did
+    expect(last.messageIds).to.have.length(2); // A and B, not X
+    expect(n.groupInfo(group)).to.deep.equal({ ...added, version: 3 });
+  });
+
+  it("lands every client on one list when two of the admin's clients change the group at once, and a stale list undoes nothing", async () => {
+    // P (the admin) and Q are hardhat accounts; M, D and N are fresh wallets funded for their DID transactions.
+    const admin = ctx.signers[18];
     const fresh = [0, 1, 2].map(() => Wallet.createRandom().connect(ethers.provider));
     for (const w of fresh) await setBalance(w.address, parseEther("10"));
-    const [p, q, r, m, d] = await Promise.all([ctx.signers[18], ctx.signers[19], ...fresh].map((s) => client(s)));
-    // One home node each (D shares P's): a burst of connections from 127.0.0.1 to one node would be throttled.
-    for (const [i, c] of [p, q, r, m, d].entries()) await c.register({ homeNodes: [nodes[i % nodes.length].operator] });
-    // R is never started: it reads its inbox only when the test syncs it, so it can be kept behind the others.
-    for (const c of [p, q, m, d]) await c.start();
-    const group = await p.createGroup([q.address, r.address, m.address, d.address]);
+    const [p, q, m, d, n] = await Promise.all([admin, ctx.signers[19], ...fresh].map((s) => client(s)));
+    // One home node each (N shares P's): a burst of connections from 127.0.0.1 to one node would be throttled.
+    for (const [i, c] of [p, q, m, d, n].entries()) await c.register({ homeNodes: [nodes[i % nodes.length].operator] });
+    for (const c of [p, q, m, d, n]) await c.start();
+    // R, P's second app, is never started: it reads its inbox only when the test syncs it, so it can be kept behind.
+    const r = await device(admin, nodes[1].operator, false);
+    const group = await p.createGroup([q.address, m.address, d.address]);
     await until(async () => {
       await r.sync();
-      return [q, r, m, d].every((c) => c.groupMembers(group)?.length === 5);
+      return [q, r, m, d].every((c) => c.groupMembers(group)?.length === 4);
     }, "everyone to join");
 
-    // P removes M; Q follows. R does not sync: it still holds the list with M.
+    // P removes M; Q follows. R does not sync: it still has version 0, with M.
     await p.removeGroupMember(group, m.address);
-    await until(() => q.groupMembers(group)?.length === 4, "Q to follow the removal of M");
+    await until(() => q.groupInfo(group)?.version === 1, "Q to follow the removal of M");
     expect(q.groupMembers(group)).to.not.include(m.address);
+    expect(r.groupInfo(group)).to.deep.include({ version: 0 });
     expect(r.groupMembers(group)).to.include(m.address);
 
-    // R removes D from its stale list: Q receives {P, Q, R, M}, drops D, and must not take M back.
+    // R removes D from its list, which still names M: version 1 too. Whoever sees both lists takes the members on
+    // both, at version 2: neither M nor D.
     await r.removeGroupMember(group, d.address);
-    await until(() => q.groupMembers(group)?.includes(d.address) === false, "Q to follow R's removal of D");
-    await new Promise((resolve) => setTimeout(resolve, 300)); // anything Q would send M is on its way by now
-    expect(q.groupMembers(group)).to.have.members([p.address, q.address, r.address]);
+    await until(async () => {
+      await r.sync();
+      return [p, q, r].every((c) => c.groupInfo(group)?.version === 2);
+    }, "P, Q and R to land on version 2");
+    for (const c of [p, q, r]) expect(c.groupMembers(group)).to.have.members([p.address, q.address]);
+    await new Promise((resolve) => setTimeout(resolve, 300)); // anything Q would send M or D is on its way by now
     const fromQ = await q.sendToGroup(group, "neither M nor D");
     expect(fromQ.messageIds).to.have.length(2); // P and R
-    await m.decryptGroupMessage(group, fromQ.ciphertext).then(
-      () => expect.fail("M opened Q's message after its removal"),
-      (e: unknown) => expect(e).to.be.instanceOf(SenderKeyError),
+    for (const removed of [m, d]) await cannotOpen(removed, group, fromQ.ciphertext);
+
+    // P adds N (version 3). Then a client of P that is behind sends Q its old list (version 0: M and D in, no N):
+    // stale, only its key counts; it undoes neither the removals nor the add.
+    await p.addGroupMember(group, n.address);
+    await until(() => [q, n].every((c) => c.groupInfo(group)?.version === 3), "Q and N to take N's add");
+    const behind = await device(admin, nodes[2].operator, false); // P's third app, never started
+    await behind.send(q.address, "hi Q, from P's third app"); // opens a session to Q
+    const session = (await behind.identity.loadSession(q.address))!;
+    const groupBytes = getBytes(`0x${group}`);
+    const stale = encodeContent({
+      kind: ContentKind.GROUP_KEY,
+      groupId: groupBytes,
+      admin: p.address,
+      version: 0,
+      members: [p.address, q.address, m.address, d.address],
+      distribution: GroupSession.create({
+        groupId: groupBytes,
+        selfId: behind.address,
+        members: [],
+      }).distributionMessage(),
+    });
+    let keysAtQ = 0;
+    q.on("group", () => keysAtQ++);
+    const envelope = sealEnvelope(q.identity.publicIdentity.dh, {
+      type: InnerType.RATCHET,
+      sender: behind.address,
+      body: session.encrypt(stale),
+    });
+    await deliverRaw(behind, q.address, nodes[1].operator, envelope);
+    await until(() => keysAtQ > 0, "Q to take the stale key");
+    const atN = next(n, (msg) => msg.groupId === group && msg.text === "after the stale list");
+    const last = await q.sendToGroup(group, "after the stale list"); // queued behind the key: sees what it did
+    expect((await atN).from).to.equal(q.address);
+    expect(q.groupInfo(group)).to.deep.equal({
+      members: [p.address, q.address, n.address],
+      admin: p.address,
+      version: 3,
+    });
+    for (const removed of [m, d]) await cannotOpen(removed, group, last.ciphertext);
+  });
+
+  it("asks for the keys it missed: a member whose key deliveries failed reads the message after the one that asked", async () => {
+    // A (the admin), B and T are fresh wallets. T registers its DID but no prekeys yet: nobody can open a session to
+    // it, so neither A's key nor B's reaches it when the group forms.
+    const fresh = [0, 1, 2].map(() => Wallet.createRandom().connect(ethers.provider));
+    for (const w of fresh) await setBalance(w.address, parseEther("10"));
+    const [a, b, t] = await Promise.all(fresh.map((w) => client(w)));
+    for (const [i, c] of [a, b].entries()) await c.register({ homeNodes: [nodes[i].operator] });
+    for (const c of [a, b]) await c.start();
+    await t.did.register(t.identity, { homeNodes: [nodes[2].operator] });
+    const joinedAtB: string[] = [];
+    b.on("group", (id) => joinedAtB.push(id));
+    const errorsAtB: Error[] = [];
+    b.on("error", (e) => errorsAtB.push(e));
+    await a.createGroup([b.address, t.address]).then(
+      () => expect.fail("expected T's account to be unreachable"),
+      (e: unknown) => expect(e).to.be.instanceOf(NoPrekeysError),
     );
+    await until(
+      () => joinedAtB.length > 0 && errorsAtB.some((e) => e instanceof NoPrekeysError),
+      "B to join, and to fail to send T its key",
+    );
+    const group = joinedAtB[0];
+    const list = { members: [a.address, b.address, t.address], admin: a.address, version: 0 };
+    expect(b.groupInfo(group)).to.deep.equal(list);
+
+    // T publishes prekeys and starts: a member on A's list, but in no group and with no key.
+    await t.register({ homeNodes: [nodes[2].operator] });
+    const errorsAtT: Error[] = [];
+    t.on("error", (e) => errorsAtT.push(e));
+    const shownAtT = collect(t);
+    await t.start();
+    expect(t.groupInfo(group)).to.equal(undefined);
+
+    // B's message reaches T, which cannot open it: T asks B, and the admin (whose address begins the id), for their
+    // keys. A's answer brings T into the group; B's, its key at the step after that message, which stays unreadable
+    // and is reported when B's key comes.
+    await b.sendToGroup(group, "before T asked");
+    await until(
+      () => errorsAtT.some((e) => e instanceof SenderKeyError && e.code === "Duplicate"),
+      "B's key to reach T, after the message that made T ask",
+    );
+    expect(t.groupInfo(group)).to.deep.equal(list);
+    for (const [from, text] of [
+      [b, "after T asked"],
+      [a, "and from the admin"],
+    ] as const) {
+      const atT = next(t, (m) => m.groupId === group && m.text === text);
+      await from.sendToGroup(group, text);
+      expect((await atT).from).to.equal(from.address);
+    }
+    // T joined, and sent its key to both.
+    const fromT = [a, b].map((c) => next(c, (m) => m.groupId === group && m.text === "T is in"));
+    await t.sendToGroup(group, "T is in");
+    for (const m of await Promise.all(fromT)) expect(m.from).to.equal(t.address);
+    expect(shownAtT.map((m) => m.text)).to.not.include("before T asked");
+
+    // Someone who acts for no member asks A for its key over a real session: refused, nothing is sent.
+    const stranger = Wallet.createRandom().connect(ethers.provider);
+    await setBalance(stranger.address, parseEther("10"));
+    const outsider = await client(stranger);
+    await outsider.register({ homeNodes: [nodes[3].operator] });
+    await outsider.start();
+    const hello = next(a, (m) => m.from === outsider.address);
+    await outsider.send(a.address, "hi A");
+    await hello;
+    const errorsAtA: Error[] = [];
+    a.on("error", (e) => errorsAtA.push(e));
+    const errorsAtOutsider: Error[] = [];
+    outsider.on("error", (e) => errorsAtOutsider.push(e));
+    const session = (await outsider.identity.loadSession(a.address))!;
+    const request = encodeContent({ kind: ContentKind.GROUP_KEY_REQUEST, groupId: getBytes(`0x${group}`) });
+    const envelope = sealEnvelope(a.identity.publicIdentity.dh, {
+      type: InnerType.RATCHET,
+      sender: outsider.address,
+      body: session.encrypt(request),
+    });
+    await deliverRaw(outsider, a.address, nodes[0].operator, envelope);
+    await until(() => errorsAtA.some((e) => e instanceof ClientError && e.code === "NotMember"), "A to refuse");
+    await new Promise((resolve) => setTimeout(resolve, 300)); // an answer would be on its way by now
+    expect(errorsAtOutsider).to.deep.equal([]);
   });
 
   it("shows a message whose device link cannot be read as the device's own, and a send survives a failed copy lookup", async () => {

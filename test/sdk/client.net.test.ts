@@ -3,7 +3,7 @@ import { bytesToHex } from "@noble/hashes/utils.js";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { Wallet } from "ethers";
+import { Wallet, getAddress } from "ethers";
 import type { Multiaddr } from "@multiformats/multiaddr" with { "resolution-mode": "import" };
 import { createEdgeHost, type EdgeHost } from "../../node/host";
 import { ClientHost, NodeRefusedError, NodeUnreachableError, type NodeAddress } from "../../sdk/net/host";
@@ -16,7 +16,9 @@ import {
   ContentKind,
   EnvelopeError,
   InnerType,
+  GROUP_KEY_HEADER_BYTES,
   MAX_CONTENT_BYTES,
+  MAX_GROUP_MEMBERS_ON_WIRE,
   backupChunks,
   encodeContent,
   openEnvelope,
@@ -25,6 +27,8 @@ import {
   sealEnvelope,
 } from "../../sdk/client/envelope";
 import { MAX_DELIVERY_ENVELOPE_BYTES } from "../../sdk/wire/messages";
+import { concatBytes as concat } from "../../sdk/crypto/bytes";
+import { SENDER_KEY_DISTRIBUTION_LENGTH } from "../../sdk/crypto/senderKeys";
 
 const RECIPIENT = new Uint8Array(20).fill(0xab);
 
@@ -143,8 +147,16 @@ describe("sdk/client/envelope: sealed sender and contents", () => {
     const contents = [
       { kind: ContentKind.TEXT, text: "héllo" },
       { kind: ContentKind.BINARY, data: new Uint8Array([0, 1, 2]) },
-      { kind: ContentKind.GROUP_KEY, groupId, members: [sender], distribution: new Uint8Array(121).fill(9) },
+      {
+        kind: ContentKind.GROUP_KEY,
+        groupId,
+        admin: sender,
+        version: 0xfffffffe,
+        members: [sender],
+        distribution: new Uint8Array(121).fill(9),
+      },
       { kind: ContentKind.GROUP_MESSAGE, groupId, message: new Uint8Array(130).fill(5) },
+      { kind: ContentKind.GROUP_KEY_REQUEST, groupId },
     ] as const;
     for (const content of contents) expect(parseContent(encodeContent(content))).to.deep.equal(content);
     expect(() => parseContent(new Uint8Array([0x7f]))).to.throw(EnvelopeError);
@@ -152,6 +164,53 @@ describe("sdk/client/envelope: sealed sender and contents", () => {
     expect(() => encodeContent({ kind: ContentKind.BINARY, data: new Uint8Array(MAX_CONTENT_BYTES) })).to.throw(
       EnvelopeError,
     );
+  });
+
+  it("carries a group key's admin, version and members, and refuses a truncated one or a bad member count", () => {
+    const groupId = new Uint8Array(32).fill(4);
+    const members = [...Array(MAX_GROUP_MEMBERS_ON_WIRE).keys()].map((i) =>
+      getAddress(`0x${(0xa0000 + i).toString(16).padStart(40, "0")}`),
+    );
+    const key = {
+      kind: ContentKind.GROUP_KEY,
+      groupId,
+      admin: members[1],
+      version: 7,
+      members,
+      distribution: new Uint8Array(SENDER_KEY_DISTRIBUTION_LENGTH).fill(2),
+    } as const;
+    const bytes = encodeContent(key);
+    // The largest list fits one content, beside the header and the distribution.
+    expect(bytes.length).to.equal(GROUP_KEY_HEADER_BYTES + 20 * members.length + SENDER_KEY_DISTRIBUTION_LENGTH);
+    expect(bytes.length).to.be.at.most(MAX_CONTENT_BYTES);
+    expect(parseContent(bytes)).to.deep.equal(key);
+    // The layout: group id, admin, version big-endian, count, members, distribution.
+    expect(bytesToHex(bytes.subarray(33, 53))).to.equal(members[1].slice(2).toLowerCase());
+    expect([...bytes.subarray(53, 58)]).to.deep.equal([0, 0, 0, 7, members.length]);
+    expect(() => encodeContent({ ...key, members: [...members, sender] })).to.throw(EnvelopeError, /group members/);
+    expect(() => encodeContent({ ...key, members: [] })).to.throw(EnvelopeError, /group members/);
+    expect(() => encodeContent({ ...key, version: 2 ** 32 })).to.throw(EnvelopeError, /version/);
+
+    const small = encodeContent({ ...key, members: members.slice(0, 3) });
+    for (const cut of [1, 20, 33, 40, 57, 58, 70, small.length - 1]) {
+      expect(() => parseContent(small.subarray(0, cut)), `cut at ${cut}`).to.throw(EnvelopeError);
+    }
+    expect(() => parseContent(concat(small, new Uint8Array(1)))).to.throw(EnvelopeError);
+    const withCount = (count: number) => {
+      const b = small.slice();
+      b[57] = count;
+      return b;
+    };
+    expect(() => parseContent(withCount(0))).to.throw(EnvelopeError, /1 to/);
+    expect(() => parseContent(withCount(2))).to.throw(EnvelopeError); // one member left over as distribution bytes
+    expect(() => parseContent(withCount(4))).to.throw(EnvelopeError); // one member short
+    expect(() => parseContent(withCount(255))).to.throw(EnvelopeError, /1 to/);
+    const repeated = small.slice();
+    repeated.set(repeated.subarray(58, 78), 78); // the second member is the first again
+    expect(() => parseContent(repeated)).to.throw(EnvelopeError, /distinct/);
+    const request = encodeContent({ kind: ContentKind.GROUP_KEY_REQUEST, groupId });
+    expect(() => parseContent(request.subarray(0, 32))).to.throw(EnvelopeError, /key request/);
+    expect(() => parseContent(concat(request, new Uint8Array(1)))).to.throw(EnvelopeError, /key request/);
   });
 
   it("splits a backup blob into chunks that fit a delivery and reassemble in order", () => {

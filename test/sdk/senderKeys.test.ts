@@ -234,6 +234,18 @@ describe("Sender keys (sdk/crypto/senderKeys)", function () {
       expect(alice.decrypt(inFlight)).to.deep.include({ senderId: "bob", epoch: 0 });
     });
 
+    it("rekeys into a later epoch given (a member catching up), never into the current one or an earlier", function () {
+      const { members, net } = newGroup(["alice", "bob"]);
+      const [alice, bob] = [members.get("alice")!, members.get("bob")!];
+      distribute(net, members, "alice", alice.rekey([], 5), ["alice", "bob"]);
+      expect(alice.epoch).to.equal(5);
+      expect(bob.decrypt(alice.encrypt(utf8("from epoch 5")))).to.deep.include({ senderId: "alice", epoch: 5 });
+      for (const epoch of [5, 4, 5.5]) expectError(() => alice.rekey([], epoch), SenderKeyError, "Malformed");
+      expectError(() => alice.rekey([], 2 ** 32 - 1), SenderKeyError, "Exhausted");
+      expect(alice.epoch).to.equal(5);
+      expect(bob.decrypt(alice.encrypt(utf8("still epoch 5")))).to.deep.include({ epoch: 5 });
+    });
+
     it(`keeps received keys of ${PREVIOUS_EPOCHS_KEPT} previous epoch(s) only`, function () {
       const { members, net } = newGroup(["alice", "bob"]);
       const [alice, bob] = [members.get("alice")!, members.get("bob")!];

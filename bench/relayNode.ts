@@ -22,7 +22,9 @@ async function main(): Promise<void> {
   const peers = new Map(Object.entries(hops).map(([id, addrs]) => [id, addrs.map((a) => multiaddr(a))]));
   // SEND_BENCH_PEEL_WORKERS sets the relay's peel workers (default: the daemon's, cores - 1 up to 4).
   const workers = process.env.SEND_BENCH_PEEL_WORKERS;
-  const relay = { peers, ...(workers !== undefined ? { peelWorkers: Number(workers) } : {}) };
+  // Any rate from the bench's sender, which stands for many clients (the daemon's default is RELAY_PEER_RATE_LIMIT).
+  const peerRateLimit = { perSecond: 1e9, burst: 1e9 };
+  const relay = { peers, peerRateLimit, ...(workers !== undefined ? { peelWorkers: Number(workers) } : {}) };
   const host = await createEdgeHost({ dataDir, listen: ["/ip4/127.0.0.1/tcp/0"], relay });
   const peelWorkers = await host.relay.peelWorkersReady();
   const say = (value: unknown) => process.stdout.write(JSON.stringify(value) + "\n");

@@ -65,6 +65,7 @@ import { recipientFromId, recipientIdOf, type RecipientDirectory } from "./direc
 import { framingRefusal } from "./serve";
 import { createLogger, type Logger } from "./log";
 import { drained } from "../sdk/net/drain";
+import { RateLimiter, type RateLimit } from "./rateLimit";
 
 /** Per-recipient limits of what a home node holds. */
 export interface InboxQuota {
@@ -86,6 +87,8 @@ export interface InboxLimits {
   readonly maxQueuedFrames: number;
   /** Inbound inbox streams per connection (libp2p's maxInboundStreams). */
   readonly maxInboundStreams: number;
+  /** Signed requests (FETCH, LIST, ACK, SUBSCRIBE) one peer may make; RATE_LIMITED beyond, before the signature check. */
+  readonly peerRateLimit: RateLimit;
   /** How often expired messages and nonces are deleted. */
   readonly sweepIntervalMs: number;
 }
@@ -100,6 +103,9 @@ export const DEFAULT_INBOX_LIMITS: InboxLimits = {
   maxSubscriptionsPerRecipient: 8, // a handful of devices plus reconnects not yet noticed as closed
   maxQueuedFrames: 256, // at most 256 × 68 KiB in memory per subscriber before it is dropped
   maxInboundStreams: 32, // a client needs 1–2 (subscribe + requests); replicas one each
+  // A sync is a FETCH and an ACK per 16 messages, a backup a few LISTs: 20 a second with 200 at once lets a client
+  // empty a full inbox (1,000 messages, 125 requests) at once, while a flood costs at most 20 signature checks a second.
+  peerRateLimit: { perSecond: 20, burst: 200 },
   sweepIntervalMs: 60_000, // expired messages are never served anyway; the sweep only frees disk
 };
 
@@ -408,6 +414,7 @@ export class InboxService {
   private readonly init: InboxServiceInit;
   private readonly quota: InboxQuota;
   private readonly limits: InboxLimits;
+  private readonly peerLimiter: RateLimiter; // signed requests by peer
   private readonly now: () => number;
   private readonly log: Logger;
   private readonly operator: string;
@@ -424,7 +431,8 @@ export class InboxService {
     const where = "InboxService";
     const quota = { ...DEFAULT_INBOX_QUOTA, ...init.quota };
     const limits = { ...DEFAULT_INBOX_LIMITS, ...init.limits };
-    for (const [name, value] of Object.entries({ ...quota, ...limits })) {
+    const { peerRateLimit, ...counts } = limits;
+    for (const [name, value] of Object.entries({ ...quota, ...counts })) {
       if (!Number.isSafeInteger(value) || value <= 0) {
         throw new InboxError("INBOX_BAD_ARGUMENT", `${where}: expected ${name} to be a positive integer, got ${value}`);
       }
@@ -442,6 +450,7 @@ export class InboxService {
     this.init = init;
     this.quota = quota;
     this.limits = limits;
+    this.peerLimiter = new RateLimiter(peerRateLimit, { now: init.now });
     this.operator = operator;
     this.now = init.now ?? Date.now;
     this.log = init.logger ?? createLogger("inbox");
@@ -712,6 +721,13 @@ export class InboxService {
         case InboxType.LIST:
         case InboxType.ACK:
         case InboxType.SUBSCRIBE: {
+          if (!this.peerLimiter.take(from)) {
+            const { perSecond, burst } = this.peerLimiter.limit;
+            return errorFrame({
+              code: WireErrorCode.RATE_LIMITED,
+              message: `inbox: too many requests from this peer: at most ${perSecond} a second, ${burst} at once`,
+            });
+          }
           const refusal = await this.authorize(message);
           if (refusal !== undefined) return errorFrame(refusal);
           if (message.type === InboxType.FETCH) {

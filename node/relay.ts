@@ -40,6 +40,7 @@ import {
 import { EPK_BYTES, OnionError, PACKET_BYTES, peel, type PeelOptions, type PeelResult } from "../sdk/wire/onion";
 import { NATIVE_ONION_SYMMETRIC, nativeX25519 } from "./onionNative";
 import { DEFAULT_PEEL_WORKERS, PeelPool } from "./peelPool";
+import { RateLimiter, type RateLimit } from "./rateLimit";
 
 /** A forward gives up after this long: a hop that cannot reach the next one in 10 s will not be helped by waiting. */
 export const FORWARD_TIMEOUT_MS = 10_000;
@@ -65,6 +66,13 @@ export const MAX_FORWARDS_PER_PEER = 32;
 export const NEXT_HOP_BACKOFF_MS = 5_000;
 /** How long `stop()` waits for a lane's queued frames to drain before resetting it. */
 export const LANE_CLOSE_TIMEOUT_MS = 2_000;
+/**
+ * Packets a peer that is not an edge node (a sender's client) may hand this node: 100 a second, 1,000 at once. A chat
+ * client sends a packet a message, so that is far above any person's rate, while a flood from one client costs the
+ * node at most 100 peels a second (the peel's X25519 is the expensive part: the limit is checked before it). Edge
+ * nodes (the static next hops and every node discovery knows) are not limited: their lanes carry many senders.
+ */
+export const RELAY_PEER_RATE_LIMIT: RateLimit = { perSecond: 100, burst: 1_000 };
 /** Hop records kept for inspection (tests, metrics): the newest 1,024. */
 export const MAX_HOP_RECORDS = 1_024;
 
@@ -126,6 +134,8 @@ export interface EdgeRelayInit {
   readonly forwardTimeoutMs?: number;
   /** Worker threads that peel packets (node/peelPool.ts); DEFAULT_PEEL_WORKERS (cores - 1, at most 4) if omitted. */
   readonly peelWorkers?: number;
+  /** Packets a peer that is not an edge node may send (RATE_LIMITED beyond); RELAY_PEER_RATE_LIMIT if omitted. */
+  readonly peerRateLimit?: RateLimit;
 }
 
 /** What one hop learned from one packet: the previous hop and either the next hop or the recipient, never the payload. */
@@ -189,6 +199,7 @@ export class EdgeRelay {
   private readonly lanes = new Map<string, Lane>(); // next hop → its open outbound stream
   private readonly openingLanes = new Map<string, Promise<Lane>>();
   private readonly inbound = new Set<Stream>(); // streams previous hops (and senders) keep open to this node
+  private readonly peerLimiter: RateLimiter; // packets of peers that are not edge nodes
   private readonly unreachableUntil = new Map<string, number>(); // next hop → end of its backoff after a failed dial
 
   constructor(host: RelayHost, init: EdgeRelayInit) {
@@ -203,6 +214,7 @@ export class EdgeRelay {
       symmetric: NATIVE_ONION_SYMMETRIC,
     };
     this.log = createLogger("relay");
+    this.peerLimiter = new RateLimiter(init.peerRateLimit ?? RELAY_PEER_RATE_LIMIT);
   }
 
   /** What this node saw of each packet it handled, oldest first. */
@@ -337,6 +349,13 @@ export class EdgeRelay {
         message: `relay: expected a ${PACKET_BYTES}-byte packet, got ${body.length}`,
       };
     }
+    if (!this.isEdgeNode(from) && !this.peerLimiter.take(from)) {
+      const { perSecond, burst } = this.peerLimiter.limit;
+      return {
+        code: WireErrorCode.RATE_LIMITED,
+        message: `relay: too many packets from this peer: at most ${perSecond} a second, ${burst} at once`,
+      };
+    }
     let result: PeelResult;
     try {
       result =
@@ -374,6 +393,11 @@ export class EdgeRelay {
     if (answer !== undefined) return answer;
     this.init.onOutcome?.({ kind: "delivered" });
     return undefined;
+  }
+
+  /** Whether `peerId` is an edge node this relay knows: a static next hop, or one discovery knows. */
+  private isEdgeNode(peerId: string): boolean {
+    return this.init.peers?.has(peerId) === true || this.init.resolvePeer?.(peerId) !== undefined;
   }
 
   /** The next hop named by a forward layer: the static map first, then discovery. */

@@ -488,6 +488,50 @@ describe("node/inbox: the persistent offline inbox on real libp2p hosts, chain a
     await ackAll(hosts.b);
   });
 
+  it("answers a peer's signed requests beyond its rate with RATE_LIMITED, unchecked, and keeps serving other peers", async () => {
+    const host = await startHost();
+    const db = openNodeDatabase(path.join(root, "limited", "node.db"));
+    const limited = new InboxService(host, {
+      db,
+      directory: new ChainDirectory(ctx.didRegistry, { fromBlock: ctx.deployment.startBlock }),
+      nodeSigner: nodeSigners.a,
+      operator: operators.a,
+      promiseDomain,
+      peerIdOf,
+      now,
+      limits: { peerRateLimit: { perSecond: 0.001, burst: 2 } },
+      logger: createLogger("inbox:limited", "error"),
+    });
+    await limited.start();
+    try {
+      for (const from of [hosts.client, hosts.fuzz]) {
+        await from.peerStore.merge(host.peerId, { multiaddrs: host.getMultiaddrs() });
+      }
+      const answers = await exchange(hosts.client, host, [fetchFrame(host), fetchFrame(host), fetchFrame(host)]);
+      expect(messagesOf(answers[0])).to.deep.equal([]);
+      expect(messagesOf(answers[1])).to.deep.equal([]);
+      expect(errorCodeOf(answers[2])).to.equal(WireErrorCode.RATE_LIMITED);
+      // Limited before the signature is checked: a request signed by nobody gets the same answer, not UNAUTHORIZED.
+      const [unsigned] = await exchange(hosts.client, host, [
+        frameOf({
+          type: InboxType.LIST,
+          recipientId: recipientIdOf(alice.address),
+          timestamp: clock,
+          nonce: Uint8Array.from(randomBytes(16)),
+          limit: 1,
+          signature: new Uint8Array(64),
+        }),
+      ]);
+      expect(errorCodeOf(unsigned)).to.equal(WireErrorCode.RATE_LIMITED);
+      const [other] = await exchange(hosts.fuzz, host, [fetchFrame(host)]);
+      expect(messagesOf(other)).to.deep.equal([]);
+    } finally {
+      await limited.stop();
+      db.close();
+      await host.stop();
+    }
+  });
+
   it("refuses a replayed request and one outside the time window with REPLAYED", async () => {
     const fetch = fetchFrame(hosts.a);
     const [first] = await exchange(hosts.client, hosts.a, [fetch]);

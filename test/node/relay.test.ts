@@ -191,6 +191,47 @@ describe("node/relay: the layered-packet relay on real libp2p hosts", function (
     expect(await relay.relay.peelWorkersReady()).to.equal(0);
   });
 
+  it("limits the packets of a peer that is not an edge node, before peeling them, and never an edge node's", async () => {
+    const next = await readingNextHop();
+    const deliveredHere: string[] = [];
+    const known = new Map<string, Multiaddr[]>([
+      [next.host.libp2p.peerId.toString(), next.host.libp2p.getMultiaddrs()],
+    ]);
+    const limited = await createEdgeHost({
+      dataDir: path.join(root, "limited"),
+      relay: {
+        peers: known,
+        peerRateLimit: { perSecond: 0.001, burst: 3 },
+        onDeliver: (_recipient, payload) => void deliveredHere.push(new TextDecoder().decode(payload)),
+      },
+    });
+    const previous = await createEdgeHost({
+      dataDir: path.join(root, "previous"),
+      relay: { peers: new Map([[limited.libp2p.peerId.toString(), limited.libp2p.getMultiaddrs()]]) },
+    });
+    known.set(previous.libp2p.peerId.toString(), previous.libp2p.getMultiaddrs()); // an edge node `limited` knows
+    for (const host of [limited, previous]) {
+      await sender.libp2p.peerStore.merge(host.libp2p.peerId, { multiaddrs: host.libp2p.getMultiaddrs() });
+    }
+    try {
+      // Straight from the sender (a client to `limited`): three pass, the other two are refused unpeeled.
+      const direct = Array.from({ length: 5 }, (_, i) => packetFrame([limited, next.host], `direct ${i}`));
+      const answers = await exchange(sender, limited, [concatBytes(...direct)]);
+      expect(answers.map((a) => a.code)).to.deep.equal([WireErrorCode.RATE_LIMITED, WireErrorCode.RATE_LIMITED]);
+      expect(answers[0].message).to.match(/at most 0.001 a second, 3 at once/);
+      await until(() => next.seen.payloads.length === 3);
+      expect(next.seen.payloads).to.deep.equal(["direct 0", "direct 1", "direct 2"]);
+      expect(limited.relay.hopRecords.filter((r) => r.forwardTo !== undefined)).to.have.length(3);
+      // Through an edge node it knows, as many as come.
+      const relayed = Array.from({ length: 6 }, (_, i) => packetFrame([previous, limited], `relayed ${i}`));
+      expect(await exchange(sender, previous, [concatBytes(...relayed)])).to.deep.equal([]);
+      await until(() => deliveredHere.length === relayed.length);
+      expect([...deliveredHere].sort()).to.deep.equal(relayed.map((_, i) => `relayed ${i}`));
+    } finally {
+      await Promise.all([limited.stop(), previous.stop(), next.stop()]);
+    }
+  });
+
   it("keeps a lane open past the forward timeout: one stream to the next hop carries packets sent seconds apart", async () => {
     const next = await readingNextHop();
     const peers = new Map<string, Multiaddr[]>([

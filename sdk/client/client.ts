@@ -22,11 +22,11 @@
  * through the DIDs' `deviceKeys`; a message to a user goes to its account and to each linked device, and a copy of
  * what one client of a user sends goes to the user's other clients. Groups use sender keys
  * (sdk/crypto/senderKeys.ts) whose distribution messages travel over the pairwise sessions; every member's account
- * and linked devices take part, each with a sender key of its own. The creator's user is the group's admin: only its
- * clients add and remove members, each change raising a membership version that every key carries, so members follow
- * the admin's newest list and a stale one changes nothing. A client joins a group only on the word of a client of the
- * admin or of its own user, asks for a key it missed when a message it cannot open arrives, and a group changes one
- * step at a time (a per-group lock shared by the receive path and the API calls). The backup is parked, sealed under
+ * and linked devices take part, each with a sender key of its own. The creator's account is the group's admin: only
+ * it adds and removes members, each change raising a membership version that every key carries, so members follow
+ * the admin's newest list and a stale one changes nothing. A client joins a group only on the word of a client of
+ * the admin or of its own user, asks for a key it missed when a message it cannot open arrives, fans out
+ * nothing on the receive path (keys it owes go with its next group message), and a group changes one step at a time (a per-group lock shared by the receive path and the API calls). The backup is parked, sealed under
  * the wallet's backup key, in the user's own inbox, and the previous one deleted once the new one is confirmed there.
  * docs/SDK.md describes all of it and lists what is left.
  */
@@ -37,10 +37,10 @@ import type { NodeRegistry, ProtocolParameters } from "../../typechain-types";
 import { nodeIdFromAddress, signBill, type SignedBill } from "../bill/bill";
 import type { Deployment } from "../chain/deployment";
 import { readEdgeNode, readEdgeNodes, type EdgeNodeInfo } from "../chain/nodes";
-import { ByteWriter, ByteReader, bytesEqual, concatBytes, toHex } from "../crypto/bytes";
+import { ByteWriter, ByteReader, bytesEqual, concatBytes, readU32, toHex } from "../crypto/bytes";
 import { defaultRandomBytes, type RandomBytes } from "../crypto/primitives";
 import { RatchetError, RatchetSession, TamperedMessageError } from "../crypto/ratchet";
-import { GroupSession, GROUP_ID_LENGTH, SenderKeyError, decodeSenderKeyDistribution } from "../crypto/senderKeys";
+import { GroupSession, GROUP_ID_LENGTH, SenderKeyError } from "../crypto/senderKeys";
 import { X3dhError, sameIdentity, verifyPrekeyBundle, type PrekeyBundle } from "../crypto/x3dh";
 import {
   ClientHost,
@@ -109,12 +109,13 @@ export const DEFAULT_DEVICE_FUNDING = parseEther("0.01");
 const DEVICE_LINK_MAX_AGE_MS = 30_000;
 /**
  * Storage prefix of the group records: net/g/<group id hex> = GROUP_RECORD_MAGIC (4) || admin (20) || membership
- * version (4) || member count (1) || members (20 each) || the serialized GroupSession. Short, because storage keys
+ * version (4) || member count (1) || members (20 each) || owed count (2) || participants owed this client's key (20
+ * each) || the serialized GroupSession. Short, because storage keys
  * are at most 120 characters.
  */
 const GROUPS_PREFIX = "net/g/";
-/** First bytes of a group record with an admin and a version ("SNG" 2): a record of the older layout lacks them. */
-const GROUP_RECORD_MAGIC = Uint8Array.of(0x53, 0x4e, 0x47, 0x02);
+/** First bytes of a group record with an admin, a version and the owed set ("SNG" 3): older layouts lack them. */
+const GROUP_RECORD_MAGIC = Uint8Array.of(0x53, 0x4e, 0x47, 0x03);
 /**
  * A group id is its admin's address (20) || this many random bytes: a GROUP_KEY naming another admin for the id is
  * refused, so nobody can make a client that is not yet in a group take the group's id under an admin of its own.
@@ -134,6 +135,8 @@ export const PENDING_GROUP_MESSAGES_KEPT = 256;
  * member added by a change it has not seen yet): one per participant of a few groups at once.
  */
 export const HELD_GROUP_KEYS_KEPT = 64;
+/** Held GROUP_KEYs of one sending account at most: a client of a member is in a few new groups at once, not dozens. */
+export const HELD_GROUP_KEYS_PER_SENDER = 4;
 /**
  * A client asks one account for its group key at most once a minute per group (and answers one account's requests
  * at most once a minute): a lost request is asked again on a later message, and a burst of unreadable messages, or a
@@ -344,17 +347,24 @@ interface GroupState {
   session: GroupSession;
   /** Every member (a user: a wallet address, never a device account) including this client's user, checksummed. */
   members: string[];
-  /** The group's admin (the creator's user, checksummed): only its clients change the membership. */
+  /** The group's admin (the creator's account, checksummed): only that account changes the membership. */
   readonly admin: string;
   /** Membership version of `members`: 0 at create, one more per change (a uint32). */
   version: number;
+  /**
+   * Participants owed this client's current sender key, sent before its next group message. The receive path never
+   * fans out (a GROUP_KEY from anyone must not make this client write to a hundred accounts): a join, a list followed
+   * and a rekey it makes fill this set instead. In memory only: after a restart a participant that missed the key
+   * asks for it (GROUP_KEY_REQUEST) when it cannot open this client's next message.
+   */
+  readonly owed: Set<string>;
 }
 
 /** What `groupInfo` tells an app about a group. */
 export interface GroupInfo {
   /** Every member (users, wallet addresses), this client's user included. */
   readonly members: readonly string[];
-  /** The group's admin (the creator's user): only its clients add or remove members. */
+  /** The group's admin (the creator's account): only that account adds or removes members. */
   readonly admin: string;
   /** Membership version: 0 at create, one more per change. */
   readonly version: number;
@@ -411,8 +421,12 @@ export class SendingClient {
   #pendingGroup: PendingGroupMessage[] = [];
   /** GROUP_KEYs held until their sender is known to act for a member, oldest first (HELD_GROUP_KEYS_KEPT at most). */
   #heldGroupKeys: HeldGroupKey[] = [];
-  /** When a key was last asked of, or answered to, "<asked|answered>:<group>:<account>" (KEY_REQUEST_INTERVAL_MS). */
-  readonly #keyRequests = new Map<string, number>();
+  /** When a key was last asked of "<group>:<account>" (KEY_REQUEST_INTERVAL_MS). */
+  readonly #askedKeys = new Map<string, number>();
+  /** When a key request of "<group>:<account>" was last answered. */
+  readonly #answeredKeys = new Map<string, number>();
+  /** When a sending account's message last made this client ask about a group it is not in. */
+  readonly #askingSenders = new Map<string, number>();
   /** Timers of the key requests waiting for KEY_REQUEST_DELAY_MS (cleared by `stop`). */
   readonly #keyRequestTimers = new Set<NodeJS.Timeout>();
   /** The tail of each group's changes: one change at a time per group, receive path and API calls alike. */
@@ -823,6 +837,8 @@ export class SendingClient {
     this.#prekeyTimer = undefined;
     for (const timer of this.#keyRequestTimers) clearTimeout(timer);
     this.#keyRequestTimers.clear();
+    for (const key of this.#heldGroupKeys) key.distribution.fill(0);
+    this.#heldGroupKeys = [];
     this.#flushBills();
     await this.#billing.catch(() => undefined);
     await this.#host.stop();
@@ -1040,6 +1056,13 @@ export class SendingClient {
   async #openGroupMessage(m: PendingGroupMessage): Promise<boolean> {
     const group = this.#groups.get(m.groupId);
     if (group === undefined) return false;
+    // The key's owner is checked before the chain step is spent: a participant that forwards another member's
+    // message as its own must not make the real one unreadable here.
+    const signer = group.session.senderOf(m.message);
+    if (signer === undefined) return false;
+    if (getAddress(signer) !== m.from) {
+      throw new TamperedMessageError(`SendingClient: group message from ${m.from} under the key of ${signer}`);
+    }
     let opened;
     try {
       opened = group.session.decrypt(m.message);
@@ -1048,9 +1071,6 @@ export class SendingClient {
       throw error;
     }
     await this.#saveGroup(m.groupId);
-    if (getAddress(opened.senderId) !== m.from) {
-      throw new TamperedMessageError(`SendingClient: group message from ${m.from} signed as ${opened.senderId}`);
-    }
     const text = decodeText(opened.plaintext);
     this.#emit("message", {
       ...m.base,
@@ -1077,27 +1097,38 @@ export class SendingClient {
   }
 
   /**
-   * Asks for the keys a held group message lacks (a key whose delivery failed, or a restart before joining): its
-   * sending account's and, while this client is not in the group, the admin's (whose address begins the group id)
-   * and, for a device, its own user's, whose word it joins on. Each account is asked at most once per
-   * KEY_REQUEST_INTERVAL_MS per group. The answer is the current key: this message stays unreadable (a chain only
-   * moves forward), the next ones open. A request that cannot be sent is an "error" event.
+   * Asks for the keys a held group message lacks (a key whose delivery failed, or a restart before joining). In a
+   * group this client is in: the sending account, only if it acts for a member (an outsider's message must not make
+   * this client write to anyone). In a group it is not in: the sending account, the admin (whose address begins the
+   * group id) and its own user's account (whose word a device joins on), in one round per sending account per
+   * KEY_REQUEST_INTERVAL_MS, whatever group ids it makes up; each account is asked at most once per interval and
+   * group. The answer is the current key: this message stays unreadable (a chain only moves forward), the next ones
+   * open. A request that cannot be sent is an "error" event.
    */
   async #requestKeys(m: PendingGroupMessage): Promise<void> {
+    const state = this.#groups.get(m.groupId);
     const targets = new Set([m.from]);
-    if (!this.#groups.has(m.groupId)) {
+    if (state !== undefined) {
+      const user = await this.#actingUser(m.from).catch(() => undefined);
+      if (user === undefined || !state.members.includes(user)) return;
+    } else {
+      if (!this.#due(this.#askingSenders, m.from)) return;
       targets.add(getAddress(`0x${m.groupId.slice(0, 40)}`));
       targets.add(this.#user);
     }
     targets.delete(this.address);
-    const content = encodeContent({ kind: ContentKind.GROUP_KEY_REQUEST, groupId: getBytes(`0x${m.groupId}`) });
+    const groupId = getBytes(`0x${m.groupId}`);
     for (const to of targets) {
-      if (!this.#due(`asked:${m.groupId}:${to}`)) continue;
-      try {
-        await this.#sendContent(to, content, {});
-      } catch (error) {
-        this.#emit("error", error as Error);
-      }
+      if (this.#due(this.#askedKeys, `${m.groupId}:${to}`)) await this.#sendKeyRequest(groupId, to);
+    }
+  }
+
+  /** Sends `to` a GROUP_KEY_REQUEST for a group; a failure is an "error" event. */
+  async #sendKeyRequest(groupId: Uint8Array, to: string): Promise<void> {
+    try {
+      await this.#sendContent(to, encodeContent({ kind: ContentKind.GROUP_KEY_REQUEST, groupId }), {});
+    } catch (error) {
+      this.#emit("error", error as Error);
     }
   }
 
@@ -1115,27 +1146,27 @@ export class SendingClient {
     if (!state.members.includes(await this.#actingUser(from))) {
       throw new ClientError("NotMember", `SendingClient: a key request for group ${id} from ${from}, no member's`);
     }
-    if (!this.#due(`answered:${id}:${from}`)) return;
-    if (state.session.members.includes(from)) {
-      await this.#distribute(state, state.session.distributionMessage(), [from], {}, "report");
-    } else {
-      await this.#addParticipants(state, [from], {}, "report");
-    }
+    if (!this.#due(this.#answeredKeys, `${id}:${from}`)) return;
+    const unreached = state.session.members.includes(from)
+      ? await this.#distribute(state, state.session.distributionMessage(), [from], {}, "collect")
+      : await this.#addParticipants(state, [from], {}, "collect");
+    for (const u of unreached) this.#emit("error", u.error);
   }
 
   /**
-   * Whether `key` (a request to ask or to answer) is due: never noted, or noted KEY_REQUEST_INTERVAL_MS ago or more;
-   * then it is noted now. False too while KEY_REQUESTS_TRACKED recent ones are remembered.
+   * Whether `key` is due in `book` (requests asked, answered, or rounds per sender): never noted, or noted
+   * KEY_REQUEST_INTERVAL_MS ago or more; then it is noted now. False too while KEY_REQUESTS_TRACKED recent ones are
+   * in that book (each book has its own bound, so a flood of one kind cannot starve another).
    */
-  #due(key: string): boolean {
+  #due(book: Map<string, number>, key: string): boolean {
     const now = Date.now();
-    const last = this.#keyRequests.get(key);
+    const last = book.get(key);
     if (last !== undefined && now - last < KEY_REQUEST_INTERVAL_MS) return false;
-    if (this.#keyRequests.size >= KEY_REQUESTS_TRACKED) {
-      for (const [k, at] of this.#keyRequests) if (now - at >= KEY_REQUEST_INTERVAL_MS) this.#keyRequests.delete(k);
-      if (this.#keyRequests.size >= KEY_REQUESTS_TRACKED) return false;
+    if (book.size >= KEY_REQUESTS_TRACKED) {
+      for (const [k, at] of book) if (now - at >= KEY_REQUEST_INTERVAL_MS) book.delete(k);
+      if (book.size >= KEY_REQUESTS_TRACKED) return false;
     }
-    this.#keyRequests.set(key, now);
+    book.set(key, now);
     return true;
   }
 
@@ -1475,8 +1506,8 @@ export class SendingClient {
   }
 
   /**
-   * Creates a group with `members` (addresses; this client's user is added), whose admin is this client's user, at
-   * membership version 0, and sends this client's sender key to every other participant (each member's account and
+   * Creates a group with `members` (addresses; this client's user is added), whose admin is this client's user (on
+   * a device client, the wallet's account: it alone changes the membership later), at membership version 0, and sends this client's sender key to every other participant (each member's account and
    * linked devices, this user's other clients included) over the pairwise sessions; each of them answers with its
    * own. Returns the group id (hex): the admin's address followed by GROUP_ID_NONCE_BYTES random bytes. Throws
    * ClientError("GroupFull") above MAX_GROUP_MEMBERS_ON_WIRE members; a member's account that cannot be reached
@@ -1523,7 +1554,7 @@ export class SendingClient {
       { groupId, selfId: this.address, members: participants.filter((p) => p !== this.address), epoch },
       { randomBytes: this.#options.randomBytes },
     );
-    return { session, members: [...list.members], admin: list.admin, version: list.version };
+    return { session, members: [...list.members], admin: list.admin, version: list.version, owed: new Set() };
   }
 
   /**
@@ -1558,6 +1589,8 @@ export class SendingClient {
       .u32(next?.version ?? state.version)
       .u8(list.length);
     for (const m of list) record.bytes(getBytes(m));
+    record.u16(state.owed.size);
+    for (const p of state.owed) record.bytes(getBytes(p));
     const bytes = record.bytes(session).finish();
     try {
       await this.#identity.store.put(GROUPS_PREFIX + id, bytes);
@@ -1568,8 +1601,8 @@ export class SendingClient {
   }
 
   /**
-   * Loads every stored group (at create). A record that does not parse, or is of the layout before admins and
-   * versions, is reported (IdentityError "CorruptStorage", or the session's SenderKeyError) and skipped.
+   * Loads every stored group (at create). A record that does not parse is reported (IdentityError "CorruptStorage",
+   * or the session's SenderKeyError) and skipped; one of an older layout is deleted too.
    */
   async #loadGroups(): Promise<void> {
     const where = "SendingClient: group record";
@@ -1579,16 +1612,24 @@ export class SendingClient {
       try {
         const r = new ByteReader(record, `${where} ${name}`, (m) => new IdentityError("CorruptStorage", m));
         if (!bytesEqual(r.bytes(GROUP_RECORD_MAGIC.length, "magic"), GROUP_RECORD_MAGIC)) {
-          throw new IdentityError("CorruptStorage", `${where} ${name}: expected a record with an admin and a version`);
+          // The layout before admins and versions: its group cannot be followed any more, and its chain keys must
+          // not stay on disk.
+          await this.#identity.store.delete(name);
+          throw new IdentityError(
+            "CorruptStorage",
+            `${where} ${name}: expected a record of the current layout (an older one: deleted)`,
+          );
         }
         const admin = getAddress(hexlify(r.bytes(20, "admin")));
         const version = r.u32("version");
         const count = r.u8("member count");
         const members = [...Array(count).keys()].map(() => getAddress(hexlify(r.bytes(20, "member"))));
+        const owedCount = r.u16("owed count");
+        const owed = new Set([...Array(owedCount).keys()].map(() => getAddress(hexlify(r.bytes(20, "owed")))));
         const session = GroupSession.deserialize(r.bytes(r.remaining, "session"), {
           randomBytes: this.#options.randomBytes,
         });
-        this.#groups.set(name.slice(GROUPS_PREFIX.length), { session, members, admin, version });
+        this.#groups.set(name.slice(GROUPS_PREFIX.length), { session, members, admin, version, owed });
       } catch (error) {
         this.#emit("error", error as Error);
       } finally {
@@ -1599,7 +1640,9 @@ export class SendingClient {
 
   /**
    * Sends this client's sender-key distribution with the admin, version and member list to each of `to`
-   * (participants), pairwise; what a failure does is `onFailure`'s (see `#sendToParticipants`).
+   * (participants), pairwise; what a failure does is `onFailure`'s (see `#sendToParticipants`). A participant the key
+   * reached is no longer owed it; one it did not reach is (`GroupState.owed`: it goes with the next group message),
+   * and the record is stored again when that set changed.
    */
   async #distribute(
     state: GroupState,
@@ -1616,7 +1659,19 @@ export class SendingClient {
       members: state.members,
       distribution,
     });
-    return (await this.#sendToParticipants(state, to, content, options, onFailure)).unreached;
+    const owedBefore = [...state.owed].join();
+    try {
+      return (
+        await this.#sendToParticipants(state, to, content, options, onFailure, (participant, reached) => {
+          if (reached) state.owed.delete(participant);
+          else state.owed.add(participant);
+        })
+      ).unreached;
+    } finally {
+      if ([...state.owed].join() !== owedBefore) {
+        await this.#saveGroup(toHex(state.session.groupId)).catch((error: Error) => this.#emit("error", error));
+      }
+    }
   }
 
   /**
@@ -1631,6 +1686,7 @@ export class SendingClient {
     content: Uint8Array,
     options: ClientCallOptions,
     onFailure: FailureMode,
+    onEach?: (participant: string, reached: boolean) => void,
   ): Promise<SendResult & { unreached: UnreachedParticipant[] }> {
     const result: SendResult & { unreached: UnreachedParticipant[] } = { messageIds: [], routes: [], unreached: [] };
     let failure: unknown;
@@ -1640,7 +1696,9 @@ export class SendingClient {
         const sent = await this.#sendContent(participant, content, options);
         result.messageIds.push(...sent.messageIds);
         result.routes.push(...sent.routes);
+        onEach?.(participant, true);
       } catch (error) {
+        onEach?.(participant, false);
         if (options.signal?.aborted) throw error;
         if (onFailure === "collect") {
           result.unreached.push({ participant, error: error as Error });
@@ -1662,8 +1720,10 @@ export class SendingClient {
    * sees them. The group id must begin with the admin's address (GROUP_ID_NONCE_BYTES), and a group this client is
    * in keeps the admin it has.
    *
-   * A group this client is not in is joined on the word of a client of the group's admin or of this client's own
-   * user (its account or another of its devices), whose list, version and epoch it takes. A key from anyone else is
+   * A group this client is not in is joined on the word of a client of the group's admin (its account, or a device
+   * of it: a group a device created) or of this client's own user (its account or another of its devices), whose
+   * list, version and epoch it takes; one that did not come from the admin's account is checked with the admin
+   * (a key request, whose answer carries the admin's list). A key from anyone else is
    * held (HELD_GROUP_KEYS_KEPT) until then, and taken at join only if its sender acts for a member of the trusted
    * list: a removed member who knows the group id could otherwise bring a client in with an old list (itself in it)
    * and any epoch.
@@ -1671,7 +1731,7 @@ export class SendingClient {
    * In a group this client is in, a key from a client of a user the member list lacks is held too (a member added
    * by a change this client has not seen yet, whose key came first; or a removed member's, dropped in time). A
    * member's key is taken first (so that no failure below loses it); a sender not yet known then gets this client's
-   * key. The list counts only when the sender acts for the admin (`#followList`): from anyone else, only the key.
+   * key. The list counts only from the admin's own account (`#followList`): from anyone else, only the key.
    */
   async #onGroupKey(from: string, key: GroupKeyContent): Promise<void> {
     const id = toHex(key.groupId);
@@ -1697,20 +1757,31 @@ export class SendingClient {
       return;
     }
     const newcomer = !state.session.members.includes(from);
-    if (newcomer) state.session.addMember(from);
+    // A newcomer whose key is refused must not stay in the session: it would never be sent this client's key.
+    const before = newcomer ? state.session.serialize() : undefined;
     try {
+      if (newcomer) state.session.addMember(from);
       state.session.processDistribution(from, key.distribution);
     } catch (error) {
-      if (!(error instanceof SenderKeyError) || error.code !== "StaleEpoch") throw error;
+      if (!(error instanceof SenderKeyError) || error.code !== "StaleEpoch") {
+        if (before !== undefined) state.session = GroupSession.deserialize(before, this.#sessionOptions());
+        throw error;
+      }
+    } finally {
+      before?.fill(0);
     }
     await this.#saveGroup(id);
     await this.#retryGroupMessages(id);
     this.#emit("group", id);
     if (newcomer) await this.#distribute(state, state.session.distributionMessage(), [from], {}, "report");
-    if (sender === state.admin) {
+    if (from === state.admin) {
       this.#checkList(id, key, sender);
       await this.#followList(state, key);
     }
+  }
+
+  #sessionOptions(): { randomBytes?: RandomBytes } {
+    return { randomBytes: this.#options.randomBytes };
   }
 
   /** A list that is taken must name its admin, its sender's user and this client's user. */
@@ -1725,24 +1796,40 @@ export class SendingClient {
   /**
    * Joins a group on a trusted GROUP_KEY: works out the participants from the DIDs, takes the sender's key in its
    * epoch (a key of an older epoch than the others' would be refused as stale) and the keys held for the group from
-   * its members, then sends this client's key to every participant.
+   * its members, then sends this client's key to the sender only: the other participants are owed it, and get it
+   * before this client's first group message (`GroupState.owed`), so that whoever names a hundred users in a list
+   * cannot make this client write to them all. A client that joined on its own user's word (whose list may be
+   * behind the admin's) asks the admin for its key, whose answer carries the admin's list.
    */
   async #joinGroup(from: string, key: GroupKeyContent): Promise<void> {
     const id = toHex(key.groupId);
     const participants = [...(await this.#participantsOf(key.members)).keys()];
     if (!participants.includes(from)) participants.push(from); // linked a moment ago: it proved its user above
-    const epoch = decodeSenderKeyDistribution(key.distribution).epoch;
-    const state = this.#newGroup(key.groupId, key, participants, epoch);
+    const state = this.#newGroup(key.groupId, key, participants, distributionEpoch(key.distribution));
     state.session.processDistribution(from, key.distribution);
     await this.#takeHeldKeys(state, "drop");
+    for (const p of state.session.members) if (p !== from) state.owed.add(p);
     this.#groups.set(id, state);
     await this.#saveGroup(id);
     await this.#retryGroupMessages(id);
     this.#emit("group", id);
-    await this.#distribute(state, state.session.distributionMessage(), state.session.members, {}, "report");
+    await this.#distribute(state, state.session.distributionMessage(), [from], {}, "report");
+    if (from !== state.admin && this.#due(this.#askedKeys, `${id}:${state.admin}`)) {
+      await this.#sendKeyRequest(key.groupId, state.admin);
+    }
   }
 
+  /**
+   * Holds a GROUP_KEY until its sender can be trusted. One account holds at most HELD_GROUP_KEYS_PER_SENDER at once
+   * (its oldest goes), so one sender cannot push the others' keys out of the buffer; past HELD_GROUP_KEYS_KEPT in
+   * all, the oldest goes. What goes is wiped. Two keys of one sender for one group are both kept: the older may be at
+   * the step of a message held meanwhile (taken first, it opens it; the newer, the same key further on, changes
+   * nothing).
+   */
   #holdGroupKey(key: HeldGroupKey): void {
+    const drop = (i: number) => this.#heldGroupKeys.splice(i, 1)[0].distribution.fill(0);
+    const mine = this.#heldGroupKeys.filter((k) => k.from === key.from);
+    if (mine.length >= HELD_GROUP_KEYS_PER_SENDER) drop(this.#heldGroupKeys.indexOf(mine[0]));
     if (this.#heldGroupKeys.length >= HELD_GROUP_KEYS_KEPT) {
       const dropped = this.#heldGroupKeys.shift()!;
       dropped.distribution.fill(0);
@@ -1786,8 +1873,18 @@ export class SendingClient {
             `SendingClient: dropped a key for group ${id} from ${key.from}, who acts for no member of it`,
           );
         }
-        if (!state.session.members.includes(key.from)) state.session.addMember(key.from);
-        state.session.processDistribution(key.from, key.distribution);
+        const newcomer = !state.session.members.includes(key.from);
+        const before = newcomer ? state.session.serialize() : undefined;
+        try {
+          if (newcomer) state.session.addMember(key.from);
+          state.session.processDistribution(key.from, key.distribution);
+        } catch (error) {
+          // A participant whose key is refused leaves the session again: it was never sent this client's key.
+          if (before !== undefined) state.session = GroupSession.deserialize(before, this.#sessionOptions());
+          throw error;
+        } finally {
+          before?.fill(0);
+        }
       } catch (error) {
         this.#emit("error", error as Error);
       } finally {
@@ -1797,28 +1894,17 @@ export class SendingClient {
   }
 
   /**
-   * Follows a member list from a client of the admin, by its membership version. A newer list is taken whole
-   * (`#applyMembers`). An older one is stale: only its key counted. The same version with another list means two of
-   * the admin's clients changed the group at once: the members on both lists are taken, at the next version, so a
-   * removal is never undone and every client that sees both lands on the same list. After, the keys held for members
-   * the list added are taken.
+   * Follows a member list from the admin's own account, by its membership version. The admin's account is the one
+   * writer, so its versions order every change: a newer list is taken whole (`#applyMembers`, "later": nothing fans
+   * out on the receive path), an older or equal one changes nothing (only its key counted). After, the keys held for
+   * members the list added are taken.
    */
   async #followList(state: GroupState, key: GroupKeyContent): Promise<void> {
-    let target: { members: string[]; version: number };
-    if (key.version > state.version) {
-      target = { members: [...key.members], version: key.version };
-    } else if (
-      key.version === state.version &&
-      key.version < MAX_GROUP_VERSION &&
-      !sameMembers(key.members, state.members)
-    ) {
-      target = { members: state.members.filter((m) => key.members.includes(m)), version: key.version + 1 };
-    } else {
-      return;
-    }
+    if (key.version <= state.version) return; // as old as what this client has, or older: only its key counted
+    const target = { members: [...key.members], version: key.version };
     const added = target.members.some((m) => !state.members.includes(m));
-    const leadEpoch = decodeSenderKeyDistribution(key.distribution).epoch;
-    await this.#applyMembers(state, target, {}, "report", { leadEpoch, announce: "joining" });
+    const leadEpoch = distributionEpoch(key.distribution);
+    await this.#applyMembers(state, target, {}, "report", { leadEpoch, announce: "later" });
     if (added) {
       await this.#takeHeldKeys(state, "keep");
       await this.#saveGroup(toHex(state.session.groupId));
@@ -1835,16 +1921,16 @@ export class SendingClient {
    * missed a rekey (it was out of the group a while, say), and its old key was dropped by the others.
    *
    * The new session is stored with the new list before the list is taken: a failure before leaves the group as it
-   * was, so an API call can be retried. Last, this client's key goes out: a new key to every participant; otherwise
-   * the current key to every participant (`announce` "all": the admin's change, which the others follow) or to the
-   * joining ones only ("joining": following a list).
+   * was, so an API call can be retried. Last, this client's key (the new one after a rekey) goes to every
+   * participant at once (`announce` "all": the admin's own change, which the others follow), or is owed to those
+   * who lack it until this client's next group message ("later": following a list on the receive path).
    */
   async #applyMembers(
     state: GroupState,
     target: { readonly members: readonly string[]; readonly version: number },
     options: ClientCallOptions,
     onFailure: FailureMode,
-    how: { readonly leadEpoch?: number; readonly announce: "all" | "joining" },
+    how: { readonly leadEpoch?: number; readonly announce: "all" | "later" },
   ): Promise<void> {
     const id = toHex(state.session.groupId);
     const members = target.members;
@@ -1879,13 +1965,25 @@ export class SendingClient {
     }
     state.members = [...members];
     state.version = target.version;
+    for (const p of state.owed) if (!state.session.members.includes(p)) state.owed.delete(p);
     this.#emit("group", id);
-    if (fresh !== undefined) {
-      await this.#distribute(state, fresh, state.session.members, options, onFailure);
-    } else if (how.announce === "all") {
-      await this.#distribute(state, state.session.distributionMessage(), state.session.members, options, onFailure);
-    } else if (joining.length > 0) {
-      await this.#distribute(state, state.session.distributionMessage(), joining, options, onFailure);
+    if (how.announce === "later") {
+      // Following a list (the receive path): nothing fans out now; the key goes with this client's next message.
+      for (const p of fresh !== undefined ? state.session.members : joining) state.owed.add(p);
+      fresh?.fill(0);
+      await this.#saveGroup(id);
+      return;
+    }
+    try {
+      await this.#distribute(
+        state,
+        fresh ?? state.session.distributionMessage(),
+        state.session.members,
+        options,
+        onFailure,
+      );
+    } finally {
+      fresh?.fill(0);
     }
   }
 
@@ -1906,18 +2004,21 @@ export class SendingClient {
     return this.#distribute(state, mine!, joining, options, onFailure);
   }
 
-  /** Throws ClientError("NotAdmin") unless this client acts for the group's admin (its account or a device of it). */
+  /**
+   * Throws ClientError("NotAdmin") unless this client is the group's admin's own account: one writer, so versions
+   * order every change (the admin's devices read and send, but do not change the membership).
+   */
   #checkAdmin(state: GroupState, where: string): void {
-    if (this.#user !== state.admin) {
+    if (this.address !== state.admin) {
       throw new ClientError(
         "NotAdmin",
-        `${where}: expected a client of the group's admin ${state.admin}, this one acts for ${this.#user}`,
+        `${where}: expected the group's admin's own account ${state.admin}, this client is ${this.address}`,
       );
     }
   }
 
   /**
-   * Adds `member` (a user) to a group; only a client of the group's admin may. Raises the membership version,
+   * Adds `member` (a user) to a group; only the group's admin's own account may. Raises the membership version,
    * adds the member's account and linked devices to the session, stores the group, then sends this client's current
    * sender key with the new list to every participant, the newcomer included: the newcomer joins on it, the other
    * members follow the list and send their keys to the newcomer. The newcomer gets every chain at its current step,
@@ -1948,7 +2049,7 @@ export class SendingClient {
   }
 
   /**
-   * Removes `member` (a user) from a group; only a client of the group's admin may. Raises the membership version,
+   * Removes `member` (a user) from a group; only the group's admin's own account may. Raises the membership version,
    * rekeys (a new sender key in the next epoch; the member's account and devices and their keys dropped) and sends
    * the new key and member list to the remaining participants, who rekey too. Neither the removed member's account
    * nor its devices can read what is sent after. Throws ClientError "UnknownGroup", "NotAdmin", "NotMember" (not a
@@ -2003,7 +2104,15 @@ export class SendingClient {
       const current = [...participants].filter(([, member]) => state.members.includes(member)).map(([p]) => p);
       // A device linked to a member since the last message gets this client's key first, so it reads this one.
       const joining = current.filter((p) => !state.session.members.includes(p));
-      const keyless = await this.#addParticipants(state, joining, options, "collect");
+      const keyless = [...(await this.#addParticipants(state, joining, options, "collect"))];
+      // Participants owed this client's key (it joined, or followed a change, on the receive path) get it first too;
+      // one it does not reach stays owed, for the next message.
+      const owed = current.filter(
+        (p) => state.owed.has(p) && state.session.members.includes(p) && !joining.includes(p),
+      );
+      if (owed.length > 0) {
+        keyless.push(...(await this.#distribute(state, state.session.distributionMessage(), owed, options, "collect")));
+      }
       const ciphertext = state.session.encrypt(plaintext);
       await this.#saveGroup(id); // before anything leaves: a restart must never reuse this chain step
       const body = encodeContent({
@@ -2332,9 +2441,12 @@ function normalizeGroupId(groupId: string): string {
   return hex;
 }
 
-/** Whether two member lists name the same users (in any order). */
-function sameMembers(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((m) => b.includes(m));
+/**
+ * The epoch of a sender-key distribution message (version 1 || group id 32 || epoch u32 || …), read in place: no
+ * copy of its chain key is made (parseContent checked its length).
+ */
+function distributionEpoch(distribution: Uint8Array): number {
+  return readU32(distribution, 1 + GROUP_ID_LENGTH);
 }
 
 /** The kind and payload fields of a message for a text or binary content. */

@@ -472,6 +472,16 @@ export class GroupSession {
   }
 
   /**
+   * The sender (member id) of the sender key a group message names, or undefined when this member holds no such key;
+   * nothing is verified and the session is not touched. A receiver checks it against the pairwise sender before
+   * `decrypt`, which uses up the chain step: a member forwarding another's message as its own must not spend it.
+   */
+  senderOf(message: Uint8Array): string | undefined {
+    if (!(message instanceof Uint8Array) || message.length < 1 + SENDER_KEY_ID_LENGTH) return undefined;
+    return this.#received.get(toHex(message.subarray(1, 1 + SENDER_KEY_ID_LENGTH)))?.senderId;
+  }
+
+  /**
    * Verifies and decrypts a group message. Throws SenderKeyError ("Malformed", "UnknownSenderKey", "Tampered",
    * "Duplicate", "TooManySkipped") and then leaves the session unchanged.
    */

@@ -135,6 +135,19 @@ describe("Sender keys (sdk/crypto/senderKeys)", function () {
       }
     });
 
+    it("names a message's sender from its key id without touching the session, for a key it holds only", function () {
+      const { members } = newGroup(["alice", "bob", "carol"]);
+      const [alice, carol] = [members.get("alice")!, members.get("carol")!];
+      const message = alice.encrypt(utf8("hi"));
+      const before = hex(carol.serialize());
+      expect(carol.senderOf(message)).to.equal("alice");
+      expect(hex(carol.serialize())).to.equal(before);
+      expect(text(carol.decrypt(message).plaintext)).to.equal("hi"); // still at its step: nothing was spent
+      const stranger = GroupSession.create({ groupId: randomBytes(32), selfId: "mallory", members: [] });
+      expect(carol.senderOf(stranger.encrypt(utf8("?")))).to.equal(undefined);
+      expect(carol.senderOf(new Uint8Array(5))).to.equal(undefined);
+    });
+
     it("decrypts out of order, erasing each skipped key once used", function () {
       const { members } = newGroup(["alice", "bob"]);
       const [alice, bob] = [members.get("alice")!, members.get("bob")!];

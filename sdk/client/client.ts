@@ -109,7 +109,7 @@ export const DEFAULT_DEVICE_FUNDING = parseEther("0.01");
 const DEVICE_LINK_MAX_AGE_MS = 30_000;
 /**
  * Storage prefix of the group records: net/g/<group id hex> = GROUP_RECORD_MAGIC (4) || admin (20) || membership
- * version (4) || member count (1) || members (20 each) || owed count (2) || participants owed this client's key (20
+ * version (4) || flags (1: bit 0, `writerLost`) || member count (1) || members (20 each) || owed count (2) || participants owed this client's key (20
  * each) || the serialized GroupSession. Short, because storage keys
  * are at most 120 characters.
  */
@@ -354,10 +354,16 @@ interface GroupState {
   /**
    * Participants owed this client's current sender key, sent before its next group message. The receive path never
    * fans out (a GROUP_KEY from anyone must not make this client write to a hundred accounts): a join, a list followed
-   * and a rekey it makes fill this set instead. In memory only: after a restart a participant that missed the key
-   * asks for it (GROUP_KEY_REQUEST) when it cannot open this client's next message.
+   * and a rekey it makes fill this set instead. Stored with the group; a participant that missed the key anyway asks
+   * for it (GROUP_KEY_REQUEST) when it cannot open this client's next message.
    */
   readonly owed: Set<string>;
+  /**
+   * Set when the admin's own account joined its group on another client's word at a version above 0: it lost its
+   * state (a reinstall) and took a list that may be behind its own last change, so it must not write again (a
+   * change from a stale version would be ignored by the others, or bring back a member it had removed).
+   */
+  writerLost: boolean;
 }
 
 /** What `groupInfo` tells an app about a group. */
@@ -427,6 +433,8 @@ export class SendingClient {
   readonly #answeredKeys = new Map<string, number>();
   /** When a sending account's message last made this client ask about a group it is not in. */
   readonly #askingSenders = new Map<string, number>();
+  /** When an admin (read from a group id) was last asked about a group this client is not in. */
+  readonly #askedAdmins = new Map<string, number>();
   /** Timers of the key requests waiting for KEY_REQUEST_DELAY_MS (cleared by `stop`). */
   readonly #keyRequestTimers = new Set<NodeJS.Timeout>();
   /** The tail of each group's changes: one change at a time per group, receive path and API calls alike. */
@@ -1113,7 +1121,10 @@ export class SendingClient {
       if (user === undefined || !state.members.includes(user)) return;
     } else {
       if (!this.#due(this.#askingSenders, m.from)) return;
-      targets.add(getAddress(`0x${m.groupId.slice(0, 40)}`));
+      // The admin is read from a group id the sender chose: asked at most once a minute whatever the group, so no
+      // sender, nor many of them, can make this client write to one account more often.
+      const admin = getAddress(`0x${m.groupId.slice(0, 40)}`);
+      if (this.#due(this.#askedAdmins, admin)) targets.add(admin);
       targets.add(this.#user);
     }
     targets.delete(this.address);
@@ -1554,7 +1565,14 @@ export class SendingClient {
       { groupId, selfId: this.address, members: participants.filter((p) => p !== this.address), epoch },
       { randomBytes: this.#options.randomBytes },
     );
-    return { session, members: [...list.members], admin: list.admin, version: list.version, owed: new Set() };
+    return {
+      session,
+      members: [...list.members],
+      admin: list.admin,
+      version: list.version,
+      owed: new Set(),
+      writerLost: false,
+    };
   }
 
   /**
@@ -1587,6 +1605,7 @@ export class SendingClient {
       .bytes(GROUP_RECORD_MAGIC)
       .bytes(getBytes(state.admin))
       .u32(next?.version ?? state.version)
+      .u8(state.writerLost ? 1 : 0)
       .u8(list.length);
     for (const m of list) record.bytes(getBytes(m));
     record.u16(state.owed.size);
@@ -1622,6 +1641,7 @@ export class SendingClient {
         }
         const admin = getAddress(hexlify(r.bytes(20, "admin")));
         const version = r.u32("version");
+        const flags = r.u8("flags");
         const count = r.u8("member count");
         const members = [...Array(count).keys()].map(() => getAddress(hexlify(r.bytes(20, "member"))));
         const owedCount = r.u16("owed count");
@@ -1629,7 +1649,14 @@ export class SendingClient {
         const session = GroupSession.deserialize(r.bytes(r.remaining, "session"), {
           randomBytes: this.#options.randomBytes,
         });
-        this.#groups.set(name.slice(GROUPS_PREFIX.length), { session, members, admin, version, owed });
+        this.#groups.set(name.slice(GROUPS_PREFIX.length), {
+          session,
+          members,
+          admin,
+          version,
+          owed,
+          writerLost: (flags & 1) === 1,
+        });
       } catch (error) {
         this.#emit("error", error as Error);
       } finally {
@@ -1809,12 +1836,18 @@ export class SendingClient {
     state.session.processDistribution(from, key.distribution);
     await this.#takeHeldKeys(state, "drop");
     for (const p of state.session.members) if (p !== from) state.owed.add(p);
+    state.writerLost = this.address === state.admin && key.version > 0;
     this.#groups.set(id, state);
-    await this.#saveGroup(id);
+    try {
+      await this.#saveGroup(id);
+    } catch (error) {
+      this.#groups.delete(id); // not joined: the next key (or an answer to a request) tries again
+      throw error;
+    }
     await this.#retryGroupMessages(id);
     this.#emit("group", id);
     await this.#distribute(state, state.session.distributionMessage(), [from], {}, "report");
-    if (from !== state.admin && this.#due(this.#askedKeys, `${id}:${state.admin}`)) {
+    if (from !== state.admin && state.admin !== this.address && this.#due(this.#askedKeys, `${id}:${state.admin}`)) {
       await this.#sendKeyRequest(key.groupId, state.admin);
     }
   }
@@ -1878,6 +1911,7 @@ export class SendingClient {
         try {
           if (newcomer) state.session.addMember(key.from);
           state.session.processDistribution(key.from, key.distribution);
+          if (newcomer) state.owed.add(key.from); // sent with this client's next message
         } catch (error) {
           // A participant whose key is refused leaves the session again: it was never sent this client's key.
           if (before !== undefined) state.session = GroupSession.deserialize(before, this.#sessionOptions());
@@ -1952,26 +1986,31 @@ export class SendingClient {
     const epoch = state.session.epoch;
     const rekeyTo = removed.length > 0 ? Math.max(epoch + 1, lead) : lead > epoch ? lead : undefined;
     const before = state.session.serialize();
+    const owedBefore = [...state.owed];
     let fresh: Uint8Array | undefined;
     try {
       if (rekeyTo !== undefined) fresh = state.session.rekey(leaving, rekeyTo);
       for (const p of joining) state.session.addMember(p);
+      for (const p of state.owed) if (!state.session.members.includes(p)) state.owed.delete(p);
+      // Following a list (the receive path, "later"): nothing fans out; the key is owed, stored with the change.
+      if (how.announce === "later") {
+        for (const p of fresh !== undefined ? state.session.members : joining) state.owed.add(p);
+      }
       await this.#saveGroup(id, target);
     } catch (error) {
       state.session = GroupSession.deserialize(before, { randomBytes: this.#options.randomBytes });
+      state.owed.clear();
+      for (const p of owedBefore) state.owed.add(p);
+      fresh?.fill(0);
       throw error;
     } finally {
       before.fill(0);
     }
     state.members = [...members];
     state.version = target.version;
-    for (const p of state.owed) if (!state.session.members.includes(p)) state.owed.delete(p);
     this.#emit("group", id);
     if (how.announce === "later") {
-      // Following a list (the receive path): nothing fans out now; the key goes with this client's next message.
-      for (const p of fresh !== undefined ? state.session.members : joining) state.owed.add(p);
       fresh?.fill(0);
-      await this.#saveGroup(id);
       return;
     }
     try {
@@ -2013,6 +2052,13 @@ export class SendingClient {
       throw new ClientError(
         "NotAdmin",
         `${where}: expected the group's admin's own account ${state.admin}, this client is ${this.address}`,
+      );
+    }
+    if (state.writerLost) {
+      throw new ClientError(
+        "NotAdmin",
+        `${where}: this account rejoined its group on another client's word (its state was lost): its membership ` +
+          `version may be behind its own last change, so it can no longer change the group`,
       );
     }
   }

@@ -24,7 +24,7 @@ import {
   parseBackupChunk,
   sealEnvelope,
 } from "../../sdk/client/envelope";
-import { toHex } from "../../sdk/crypto/bytes";
+import { concatBytes, toHex } from "../../sdk/crypto/bytes";
 import { INBOX_MAX_BATCH, encodeDelivery } from "../../sdk/wire/messages";
 import { wrapPacket } from "../../sdk/wire/onion";
 import { FileStorage, MemoryStorage, StorageError, type StorageAdapter } from "../../sdk/storage";
@@ -910,6 +910,63 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     expect(q.groupInfo(group)).to.deep.include({ admin: p.address, version: 2 });
     expect(q.groupMembers(group)).to.have.members([p.address, q.address, d.address, n.address]);
     await cannotOpen(m, group, last.ciphertext);
+  });
+
+  it("lets a device create a group its wallet's account administers, and bounds the key requests a made-up id can cause", async () => {
+    const u = ctx.signers[13];
+    const fresh = [0, 1, 2, 3].map(() => Wallet.createRandom().connect(ethers.provider));
+    for (const w of fresh) await setBalance(w.address, parseEther("10"));
+    const [account, x, y, o1, o2] = await Promise.all([u, ...fresh].map((s) => client(s)));
+    for (const [i, c] of [account, x, y, o1, o2].entries()) await c.register({ homeNodes: [nodes[i % 4].operator] });
+    for (const c of [account, x, y, o1, o2]) await c.start();
+    const errorsAtAccount: Error[] = [];
+    account.on("error", (e) => errorsAtAccount.push(e));
+    const phone = await device(u, nodes[3].operator);
+
+    // The phone creates the group: U (its wallet) is the admin. U's account joins on the phone's word, without
+    // asking itself for its own key; X joins too and asks U for its list.
+    const group = await phone.createGroup([x.address]);
+    await until(() => [account, x].every((c) => c.groupInfo(group)?.version === 0), "U's account and X to join");
+    expect(account.groupInfo(group)).to.deep.equal({ members: [u.address, x.address], admin: u.address, version: 0 });
+    // The phone cannot change the group; U's account can.
+    await phone.addGroupMember(group, y.address).then(
+      () => expect.fail("expected NotAdmin"),
+      (e: unknown) => expect((e as ClientError).code).to.equal("NotAdmin"),
+    );
+    await account.addGroupMember(group, y.address);
+    await until(() => [x, y, phone].every((c) => c.groupInfo(group)?.version === 1), "X, Y and the phone to follow");
+    const atY = next(y, (m) => m.groupId === group && m.text === "from the phone");
+    await phone.sendToGroup(group, "from the phone");
+    expect((await atY).from).to.equal(u.address);
+    expect(errorsAtAccount.map((e) => e.message)).to.deep.equal([]);
+    expect(await account.identity.loadSession(u.address), "a session with itself").to.equal(undefined);
+
+    // Two outsiders send X group messages under made-up ids that begin with Y's address. X, in no such group, asks
+    // each sender and "the admin" (Y) for a key: Y is asked once, however many senders point at it.
+    const errorsAtY: Error[] = [];
+    y.on("error", (e) => errorsAtY.push(e));
+    for (const o of [o1, o2]) {
+      const hello = next(x, (m) => m.from === o.address);
+      await o.send(x.address, "hello X");
+      await hello;
+      const session = (await o.identity.loadSession(x.address))!;
+      const madeUp = concatBytes(getBytes(y.address), crypto.getRandomValues(new Uint8Array(12)));
+      const content = encodeContent({
+        kind: ContentKind.GROUP_MESSAGE,
+        groupId: madeUp,
+        message: crypto.getRandomValues(new Uint8Array(150)),
+      });
+      const envelope = sealEnvelope(x.identity.publicIdentity.dh, {
+        type: InnerType.RATCHET,
+        sender: o.address,
+        body: session.encrypt(content),
+      });
+      await deliverRaw(o, x.address, nodes[1].operator, envelope);
+    }
+    const requestsAtY = () => errorsAtY.filter((e) => e.message.includes(`key request from ${x.address}`)).length;
+    await until(() => requestsAtY() >= 1, "X's request to reach Y");
+    await new Promise((resolve) => setTimeout(resolve, 2_500)); // the second sender's round is due by now
+    expect(requestsAtY()).to.equal(1);
   });
 
   it("asks for the keys it missed: a member no key reached joins on the admin's answer and reads the message that asked", async () => {

@@ -306,6 +306,7 @@ export async function relayFigures(print: (line: string) => void): Promise<void>
       dataDir: path.join(root, "exit"),
       relay: {
         peerRateLimit: BENCH_NO_PEER_LIMIT,
+        peelWorkers: 0, // it shares the bench's process with the sender: a worker there would take the sender's core
         onDeliver: () => {
           delivered++;
           onDelivered?.();
@@ -320,6 +321,7 @@ export async function relayFigures(print: (line: string) => void): Promise<void>
         peers: new Map([[exit.libp2p.peerId.toString(), exit.libp2p.getMultiaddrs()]]),
         onOutcome,
         peerRateLimit: BENCH_NO_PEER_LIMIT,
+        peelWorkers: 0,
       },
     });
     hosts.push(middle);

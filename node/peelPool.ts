@@ -76,6 +76,9 @@ export class PeelPool {
   readonly #threads: PeelThread[] = [];
   #nextBatch = 0;
   #flushScheduled = false;
+  #workerPeels = 0;
+  /** A packet was peeled on the calling thread in this turn of the event loop. */
+  #turnBusy = false;
   #stopped = false;
   /** Workers to start on the first packet (a host that never relays, a client's say, never starts any). */
   #workers: number;
@@ -95,6 +98,11 @@ export class PeelPool {
     this.#workers = workers;
   }
 
+  /** Packets the workers peeled so far (the rest were peeled on the calling thread). */
+  get workerPeels(): number {
+    return this.#workerPeels;
+  }
+
   /** How many workers are up and peeling. */
   get activeWorkers(): number {
     return this.#threads.filter((t) => t.ready && !t.dead).length;
@@ -110,10 +118,20 @@ export class PeelPool {
     return this.activeWorkers;
   }
 
-  /** Peels `packet`: rejects with the OnionError `peel` raises for a packet that does not open. */
+  /**
+   * Peels `packet`: rejects with the OnionError `peel` raises for a packet that does not open. A packet that finds
+   * every worker idle and none queued this turn is peeled here, at once: a lone packet would only wait for the hand-
+   * over to a thread (about half a millisecond a hop), and a relay that is not busy has the time. Under load there is
+   * always work outstanding or queued, so the packets go to the workers.
+   */
   peel(packet: Uint8Array): Promise<PeelResult> {
     this.#startWorkers();
-    const thread = this.#pick();
+    const idle = !this.#turnBusy && this.#threads.every((t) => t.outstanding === 0);
+    if (idle) {
+      this.#turnBusy = true; // the next packets of this turn go to the workers
+      queueMicrotask(() => (this.#turnBusy = false));
+    }
+    const thread = idle ? undefined : this.#pick();
     if (thread === undefined) {
       try {
         return Promise.resolve(peel(packet, this.#relayPrivateKey, this.#options));
@@ -212,6 +230,7 @@ export class PeelPool {
     if (waiters === undefined) return;
     thread.sent.delete(reply.batch);
     thread.outstanding -= waiters.length;
+    this.#workerPeels += waiters.length;
     waiters.forEach((waiter, i) => {
       const outcome = reply.results[i];
       if (outcome === undefined) waiter.reject(new Error("PeelPool: a worker answered a batch short"));

@@ -60,6 +60,11 @@ describe("node/peelPool: peeling relay packets on worker threads", function () {
       expect(expected.filter((e) => typeof e === "string")).to.have.length(22);
       const got = await Promise.all(batch.map((p) => outcome(pool.peel(p))));
       expect(got).to.deep.equal(expected);
+      // The first packet of the turn found the pool idle and was peeled here; the other 41 went to the workers.
+      expect(pool.workerPeels).to.equal(batch.length - 1);
+      // A lone packet on an idle pool is peeled here at once: no hand-over to wait for.
+      expect(await outcome(pool.peel(batch[0]))).to.deep.equal(expected[0]);
+      expect(pool.workerPeels).to.equal(batch.length - 1);
     } finally {
       await pool.stop();
     }

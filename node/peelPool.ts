@@ -179,7 +179,13 @@ export class PeelPool {
 
   #startWorkers(): void {
     if (this.#stopped) return;
-    for (; this.#workers > 0; this.#workers--) this.#threads.push(this.#spawn());
+    for (; this.#workers > 0; this.#workers--) {
+      try {
+        this.#threads.push(this.#spawn());
+      } catch (error) {
+        this.#log.warn("peel worker did not start: packets are peeled on the relay's thread", { error });
+      }
+    }
   }
 
   #flush(): void {

@@ -223,8 +223,8 @@ export class EdgeRelay {
   }
 
   /**
-   * Waits until the peel workers started with the relay are up (packets never wait for them: until then they are
-   * peeled on this thread) and returns how many are; 0 when stopped. For tests and benchmarks.
+   * Starts the peel workers if no packet has started them yet, waits until they are up (packets never wait for them:
+   * until then they are peeled on this thread) and returns how many are; 0 when stopped. For tests and benchmarks.
    */
   async peelWorkersReady(): Promise<number> {
     return (await this.peeler?.whenReady()) ?? 0;

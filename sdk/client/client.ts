@@ -1563,7 +1563,7 @@ export class SendingClient {
   #newGroup(groupId: Uint8Array, list: GroupInfo, participants: readonly string[], epoch = 0): GroupState {
     const session = GroupSession.create(
       { groupId, selfId: this.address, members: participants.filter((p) => p !== this.address), epoch },
-      { randomBytes: this.#options.randomBytes },
+      this.#sessionOptions(),
     );
     return {
       session,
@@ -1646,9 +1646,7 @@ export class SendingClient {
         const members = [...Array(count).keys()].map(() => getAddress(hexlify(r.bytes(20, "member"))));
         const owedCount = r.u16("owed count");
         const owed = new Set([...Array(owedCount).keys()].map(() => getAddress(hexlify(r.bytes(20, "owed")))));
-        const session = GroupSession.deserialize(r.bytes(r.remaining, "session"), {
-          randomBytes: this.#options.randomBytes,
-        });
+        const session = GroupSession.deserialize(r.bytes(r.remaining, "session"), this.#sessionOptions());
         this.#groups.set(name.slice(GROUPS_PREFIX.length), {
           session,
           members,
@@ -1998,7 +1996,7 @@ export class SendingClient {
       }
       await this.#saveGroup(id, target);
     } catch (error) {
-      state.session = GroupSession.deserialize(before, { randomBytes: this.#options.randomBytes });
+      state.session = GroupSession.deserialize(before, this.#sessionOptions());
       state.owed.clear();
       for (const p of owedBefore) state.owed.add(p);
       fresh?.fill(0);
@@ -2044,10 +2042,13 @@ export class SendingClient {
   }
 
   /**
-   * Throws ClientError("NotAdmin") unless this client is the group's admin's own account: one writer, so versions
+   * The group `id` for a membership change by this client: throws ClientError("UnknownGroup") for a group it is not
+   * in, and ClientError("NotAdmin") unless this client is the group's admin's own account: one writer, so versions
    * order every change (the admin's devices read and send, but do not change the membership).
    */
-  #checkAdmin(state: GroupState, where: string): void {
+  #groupToChange(id: string, where: string): GroupState {
+    const state = this.#groups.get(id);
+    if (state === undefined) throw new ClientError("UnknownGroup", `${where}: not in group ${id}`);
     if (this.address !== state.admin) {
       throw new ClientError(
         "NotAdmin",
@@ -2061,6 +2062,7 @@ export class SendingClient {
           `version may be behind its own last change, so it can no longer change the group`,
       );
     }
+    return state;
   }
 
   /**
@@ -2077,9 +2079,7 @@ export class SendingClient {
     const id = normalizeGroupId(groupId);
     const added = getAddress(member);
     await this.#withGroup(id, async () => {
-      const state = this.#groups.get(id);
-      if (state === undefined) throw new ClientError("UnknownGroup", `addGroupMember: not in group ${id}`);
-      this.#checkAdmin(state, "addGroupMember");
+      const state = this.#groupToChange(id, "addGroupMember");
       if (state.members.includes(added)) {
         throw new ClientError("AlreadyMember", `addGroupMember: ${added} is already a member of group ${id}`);
       }
@@ -2107,9 +2107,7 @@ export class SendingClient {
     const id = normalizeGroupId(groupId);
     const removed = getAddress(member);
     await this.#withGroup(id, async () => {
-      const state = this.#groups.get(id);
-      if (state === undefined) throw new ClientError("UnknownGroup", `removeGroupMember: not in group ${id}`);
-      this.#checkAdmin(state, "removeGroupMember");
+      const state = this.#groupToChange(id, "removeGroupMember");
       if (!state.members.includes(removed)) {
         throw new ClientError("NotMember", `removeGroupMember: ${removed} is not a member of group ${id}`);
       }

@@ -751,6 +751,17 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     expect(group.slice(0, 40)).to.equal(a.address.slice(2).toLowerCase()); // the id begins with its admin
     await until(() => b.groupMembers(group)?.length === 2, "B to join");
     const inGroup = (c: SendingClient, text: string) => next(c, (m) => m.groupId === group && m.text === text);
+    /** N reads A and B, and both read N: each sends one message tagged with `when`. */
+    const nReadsAndIsRead = async (when: string) => {
+      for (const from of [a, b]) {
+        const atN = inGroup(n, `${when} from ${from.address}`);
+        await from.sendToGroup(group, `${when} from ${from.address}`);
+        expect((await atN).from).to.equal(from.address);
+      }
+      const fromN = [a, b].map((c) => inGroup(c, `${when} from N`));
+      await n.sendToGroup(group, `${when} from N`);
+      for (const m of await Promise.all(fromN)) expect(m.from).to.equal(n.address);
+    };
     const atB = inGroup(b, "before N");
     const before = await a.sendToGroup(group, "before N");
     await atB;
@@ -770,17 +781,7 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     for (const c of [b, n]) expect(c.groupInfo(group)).to.deep.equal(added);
 
     // N reads the admin and the other member from now on, and both read N.
-    for (const [from, text] of [
-      [a, "A after N came"],
-      [b, "B after N came"],
-    ] as const) {
-      const atN = inGroup(n, text);
-      await from.sendToGroup(group, text);
-      expect((await atN).from).to.equal(from.address);
-    }
-    const fromN = [a, b].map((c) => inGroup(c, "N to the group"));
-    await n.sendToGroup(group, "N to the group");
-    for (const m of await Promise.all(fromN)) expect(m.from).to.equal(n.address);
+    await nReadsAndIsRead("after N came");
     // N holds A's key, but at the step A had reached when N came: the message before is out of reach.
     await cannotOpen(n, group, before.ciphertext, "Duplicate");
 
@@ -793,17 +794,7 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     await a.addGroupMember(group, n.address);
     await until(() => [b, n].every((c) => c.groupInfo(group)?.version === 3), "B and N to take N's return");
     for (const c of [a, b, n]) expect(c.groupInfo(group)).to.deep.equal({ ...added, version: 3 });
-    for (const [from, text] of [
-      [a, "A to N again"],
-      [b, "B to N again"],
-    ] as const) {
-      const atN = inGroup(n, text);
-      await from.sendToGroup(group, text);
-      expect((await atN).from).to.equal(from.address);
-    }
-    const fromNAgain = [a, b].map((c) => inGroup(c, "N is back"));
-    await n.sendToGroup(group, "N is back");
-    for (const m of await Promise.all(fromNAgain)) expect(m.from).to.equal(n.address);
+    await nReadsAndIsRead("N is back");
 
     // A list from a member who is not the admin, naming X too and far ahead, adds nobody: only its key counts.
     const session = (await b.identity.loadSession(n.address))!;

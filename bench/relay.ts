@@ -9,8 +9,10 @@
  *   - the edge node's relay (issue 5): messages/s and MB/s of 4,096-byte packets through one edge node, run in a
  *     process of its own as the daemon runs (bench/relayNode.ts), beside a raw libp2p stream between the same two
  *     hosts, with the node's CPU time a packet; the latency one more hop adds (p50/p99); and the memory of 10,000
- *     cached messages (the relay's replay cache, and the inbox's sqlite store).
- *     SEND_BENCH_NODE_PROFILE=<dir> writes the node process's CPU profile to <dir>.
+ *     cached messages (the relay's replay cache, and the inbox's sqlite store); beside them, the floor of any relay on
+ *     libp2p: a process that only copies the same frames from the sender to the next hop.
+ *     SEND_BENCH_NODE_PROFILE=<dir> writes the node's CPU profile of the through-one-node run (its main thread,
+ *     without the start-up) to <dir>/relay-node.cpuprofile.
  * Targets (issue 3): constraints per bill within 15% of the floor; contract overhead beyond the verifier at most
  * 30,000 gas per slot (the node's consent puts it near 35,000: docs/PROOF_OF_RELAY.md). The figures are printed,
  * never asserted: speed lives here, not in tests.
@@ -29,7 +31,7 @@ import { proveRelayBatch } from "../sdk/bill/prove";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createInterface } from "node:readline";
-import { mkdtemp, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { setFlagsFromString } from "node:v8";
@@ -50,6 +52,7 @@ import {
 } from "../sdk/wire/frame";
 import { peerIdBytes, relayPublicKeyOfPeer } from "../sdk/net/peerId";
 import { drained } from "../sdk/net/drain";
+import { readFromNow } from "../sdk/net/reader";
 
 /* eslint-disable @typescript-eslint/no-require-imports */
 const snarkjs = require("snarkjs") as { r1cs: { info(file: string): Promise<{ nConstraints: number }> } };
@@ -191,6 +194,7 @@ function heapAfterGc(): number {
 
 /** Writes `chunks` on `stream`, closes it, and returns how many error answers came back (packets refused). */
 async function writeAll(stream: Stream, chunks: readonly Uint8Array[]): Promise<number> {
+  const answers = readFromNow(stream); // before writing: sdk/net/reader.ts says why
   for (const chunk of chunks) if (!stream.send(chunk)) await drained(stream);
   try {
     await stream.close();
@@ -200,7 +204,7 @@ async function writeAll(stream: Stream, chunks: readonly Uint8Array[]): Promise<
   }
   const decoder = new FrameDecoder(RELAY_MAX_FRAME_BYTES);
   let refused = 0;
-  for await (const chunk of stream) refused += decoder.push(chunk).filter((f) => f.type === ERROR_FRAME_TYPE).length;
+  for await (const chunk of answers) refused += decoder.push(chunk).filter((f) => f.type === ERROR_FRAME_TYPE).length;
   return refused;
 }
 
@@ -228,10 +232,22 @@ interface NodeProcess {
   busyMicros(): Promise<number>;
   /** The process's heap in use after a full collection, in bytes. */
   heapUsed(): Promise<number>;
+  /** Starts profiling the process's main thread. */
+  profileStart(): Promise<void>;
+  /** Stops profiling and writes the profile (Chrome DevTools' .cpuprofile) to `file`. */
+  profileStop(file: string): Promise<void>;
   stop(): Promise<void>;
 }
 
-async function startNodeProcess(dataDir: string, nextHops: readonly EdgeHost[]): Promise<NodeProcess> {
+/**
+ * Starts bench/relayNode.ts: an edge node relaying to `nextHops`, or with `forward`, a process that copies every
+ * relay stream, unread, to the first of them (the floor of any relay on libp2p).
+ */
+async function startNodeProcess(
+  dataDir: string,
+  nextHops: readonly EdgeHost[],
+  mode?: "forward",
+): Promise<NodeProcess> {
   const hops = Object.fromEntries(
     nextHops.map((h) => [h.libp2p.peerId.toString(), h.libp2p.getMultiaddrs().map((m) => m.toString())]),
   );
@@ -239,15 +255,12 @@ async function startNodeProcess(dataDir: string, nextHops: readonly EdgeHost[]):
     process.execPath,
     [
       "--expose-gc",
-      // SEND_BENCH_NODE_PROFILE=<dir> writes the node process's CPU profile there (open it in Chrome's DevTools).
-      ...(process.env.SEND_BENCH_NODE_PROFILE
-        ? ["--cpu-prof", `--cpu-prof-dir=${process.env.SEND_BENCH_NODE_PROFILE}`]
-        : []),
       "-r",
       "ts-node/register/transpile-only",
       path.join(__dirname, "relayNode.ts"),
       dataDir,
       JSON.stringify(hops),
+      ...(mode !== undefined ? [mode] : []),
     ],
     { stdio: ["pipe", "pipe", "inherit"], env: { ...process.env, TS_NODE_TRANSPILE_ONLY: "true" } },
   );
@@ -273,6 +286,14 @@ async function startNodeProcess(dataDir: string, nextHops: readonly EdgeHost[]):
     heapUsed: async () => {
       child.stdin.write("heap\n");
       return (await next()).heapUsed as number;
+    },
+    profileStart: async () => {
+      child.stdin.write("profile start\n");
+      await next();
+    },
+    profileStop: async (file) => {
+      child.stdin.write(`profile stop ${file}\n`);
+      await next();
     },
     stop: async () => {
       const exited = new Promise((resolve) => child.once("exit", resolve));
@@ -405,11 +426,18 @@ export async function relayFigures(print: (line: string) => void): Promise<void>
     const viaSink = await packets([entryHop, hop(sink)], RELAY_PACKETS + 100);
     await sendToEntry(viaSink.splice(0, 100), 1);
     await waitFor(100);
+    const profileDir = process.env.SEND_BENCH_NODE_PROFILE;
+    if (profileDir !== undefined) await entry.profileStart();
     const start = { delivered, lost, cpu: await entry.cpuMicros(), busy: await entry.busyMicros() };
     let t0 = process.hrtime.bigint();
     await sendToEntry(viaSink, RELAY_STREAMS);
     await waitFor(start.delivered + start.lost + RELAY_PACKETS);
     const relaySeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    if (profileDir !== undefined) {
+      await mkdir(profileDir, { recursive: true });
+      await entry.profileStop(path.resolve(profileDir, "relay-node.cpuprofile"));
+      print(`  (the node's profile of this run: ${path.resolve(profileDir, "relay-node.cpuprofile")})`);
+    }
     const nodeCpuPerPacket = ((await entry.cpuMicros()) - start.cpu) / RELAY_PACKETS;
     const relayThreadPerPacket = ((await entry.busyMicros()) - start.busy) / RELAY_PACKETS;
     const relayLost = lost - start.lost;
@@ -433,6 +461,40 @@ export async function relayFigures(print: (line: string) => void): Promise<void>
     const rawSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
     await closeQuietly(rawStream);
 
+    // The floor of any relay on this stack: a process that copies the same frames, unread, from the sender's streams
+    // to the sink (one stream on for each stream in). Its packets count as the relay's do.
+    const forwarder = await startNodeProcess(path.join(root, "forwarder"), [sink], "forward");
+    let forwardSeconds: number;
+    let forwardBusyPerPacket: number;
+    try {
+      await sender.libp2p.peerStore.merge(peerIdFromString(forwarder.peerId), {
+        multiaddrs: forwarder.multiaddrs.map((a) => multiaddr(a)),
+      });
+      const forwardTo = async (frames: readonly Uint8Array[], streams: number) => {
+        const refused = await Promise.all(
+          Array.from({ length: streams }, async (_, i) =>
+            writeAll(
+              await sender.libp2p.dialProtocol(peerIdFromString(forwarder.peerId), RELAY_PROTOCOL),
+              frames.filter((_, j) => j % streams === i),
+            ),
+          ),
+        );
+        lost += refused.reduce((a, b) => a + b, 0);
+      };
+      const warm = delivered + lost + 100;
+      await forwardTo(viaSink.slice(0, 100), 1);
+      await waitFor(warm);
+      const target = delivered + lost + RELAY_PACKETS;
+      const busy = await forwarder.busyMicros();
+      t0 = process.hrtime.bigint();
+      await forwardTo(viaSink, RELAY_STREAMS);
+      await waitFor(target);
+      forwardSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      forwardBusyPerPacket = ((await forwarder.busyMicros()) - busy) / RELAY_PACKETS;
+    } finally {
+      await forwarder.stop();
+    }
+
     // End to end through an entry and an exit, as a message goes: sender → entry → exit (peel, deliver).
     const twoHops = [entryHop, hop(exit)];
     const viaExit = await packets(twoHops, RELAY_PACKETS);
@@ -450,6 +512,10 @@ export async function relayFigures(print: (line: string) => void): Promise<void>
     );
     print(
       `  raw libp2p stream between the same two hosts: ${rawRate.toFixed(0)} packets/s, ${(mb / rawSeconds).toFixed(1)} MB/s; through the node: ${((relayRate / rawRate) * 100).toFixed(0)}% of it (target >= 50%)`,
+    );
+    const forwardRate = RELAY_PACKETS / forwardSeconds;
+    print(
+      `  a process that only forwards the same frames with libp2p, unread (the floor of any relay on this stack; one stream on per stream in): ${forwardRate.toFixed(0)} packets/s, ${((forwardRate / rawRate) * 100).toFixed(0)}% of the raw stream, its thread busy ${forwardBusyPerPacket.toFixed(0)} µs a packet; the edge node reaches ${((relayRate / forwardRate) * 100).toFixed(0)}% of it`,
     );
     print(
       `  end to end through an entry and an exit (the exit peels and delivers, in the sender's process): ${(RELAY_PACKETS / endToEndSeconds).toFixed(0)} messages/s`,

@@ -74,6 +74,7 @@ import { NodeRole, parameterIndex } from "../sdk/chain/protocol";
 import { createEdgeHost } from "./host";
 import { createLogger, type Logger } from "./log";
 import { drained } from "../sdk/net/drain";
+import { readFromNow } from "../sdk/net/reader";
 import { WorkerProver, circuitArtifactPaths, type BatchProver, type ProofProgress } from "./prover";
 
 /** A round every 15 s: an epoch's settlement window lasts minutes (300 s locally), bills trickle in until it ends. */
@@ -170,12 +171,13 @@ export class Libp2pBillSource implements BillSource {
     const combined = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
     const stream = await this.dial(info, combined);
     const stopWaiting = abortOnSignal(stream, combined);
+    const chunks = readFromNow(stream); // before writing: sdk/net/reader.ts says why
     try {
       const { type, body } = encodeBillsMessage({ type: BillsType.CONSENT_REQUEST, epoch, ...pickSlot(slot) });
       if (!stream.send(encodeFrame(type, body, BILLS_MAX_FRAME_BYTES))) await drained(stream, combined);
       await stream.close({ signal: combined });
       const decoder = new FrameDecoder(BILLS_MAX_FRAME_BYTES);
-      for await (const chunk of stream) {
+      for await (const chunk of chunks) {
         combined.throwIfAborted();
         const [frame] = decoder.push(chunk);
         if (frame === undefined) continue;
@@ -230,12 +232,13 @@ export class Libp2pBillSource implements BillSource {
     const stopWaiting = abortOnSignal(stream, combined);
     const nodeId = nodeIdFromAddress(getAddress(node.operator));
     const bills: SignedBill[] = [];
+    const chunks = readFromNow(stream); // before writing: sdk/net/reader.ts says why
     try {
       const { type, body } = encodeBillsMessage({ type: BillsType.COLLECT, epoch });
       if (!stream.send(encodeFrame(type, body, BILLS_MAX_FRAME_BYTES))) await drained(stream, combined);
       const decoder = new FrameDecoder(BILLS_MAX_FRAME_BYTES);
       let pages = 0;
-      read: for await (const chunk of stream) {
+      read: for await (const chunk of chunks) {
         combined.throwIfAborted();
         for (const frame of decoder.push(chunk)) {
           if (frame.type === ERROR_FRAME_TYPE) {

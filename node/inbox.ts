@@ -65,6 +65,7 @@ import { recipientFromId, recipientIdOf, type RecipientDirectory } from "./direc
 import { framingRefusal } from "./serve";
 import { createLogger, type Logger } from "./log";
 import { drained } from "../sdk/net/drain";
+import { readFromNow } from "../sdk/net/reader";
 import { RateLimiter, type RateLimit } from "./rateLimit";
 
 /** Per-recipient limits of what a home node holds. */
@@ -609,11 +610,12 @@ export class InboxService {
       const store: StoreMessage = { type: InboxType.STORE, recipientId, ...delivery };
       const { type, body } = encodeInboxMessage(store);
       stream = await this.host.dialProtocol(this.peerIdFromString(peerId), INBOX_PROTOCOL, { signal });
+      const chunks = readFromNow(stream); // before writing: sdk/net/reader.ts says why
       if (!stream.send(encodeFrame(type, body, INBOX_MAX_FRAME_BYTES))) await drained(stream, signal);
       await stream.close({ signal });
       const decoder = new FrameDecoder(INBOX_MAX_FRAME_BYTES);
       let result: ReplicaResult = { operator, peerId, ok: false, error: "no answer" };
-      for await (const chunk of stream) {
+      for await (const chunk of chunks) {
         for (const frame of decoder.push(chunk)) {
           if (frame.type === ERROR_FRAME_TYPE) {
             const answer = parseErrorAnswer(frame.body);

@@ -20,6 +20,7 @@ import {
 import { MessageError } from "../sdk/wire/messages";
 import type { Logger } from "./log";
 import { drained } from "../sdk/net/drain";
+import { readFromNow } from "../sdk/net/reader";
 import type { RateLimiter } from "./rateLimit";
 
 /** A silent stream is closed after 30 s: a request is one frame, written at once; a minute of nothing is a stall. */
@@ -131,6 +132,7 @@ export async function exchangeFrames(
   maxFrameBytes: number,
   signal?: AbortSignal,
 ): Promise<Frame[]> {
+  const chunks = readFromNow(stream); // before writing: sdk/net/reader.ts says why
   for (const f of frames) {
     const bytes = encodeFrame(f.type, f.body, maxFrameBytes);
     if (!stream.send(bytes)) await drained(stream, signal);
@@ -138,7 +140,7 @@ export async function exchangeFrames(
   await stream.close({ signal });
   const decoder = new FrameDecoder(maxFrameBytes);
   const out: Frame[] = [];
-  for await (const chunk of stream) out.push(...decoder.push(chunk));
+  for await (const chunk of chunks) out.push(...decoder.push(chunk));
   decoder.end();
   return out;
 }

@@ -69,6 +69,7 @@ import { ackInbox, subscribeInbox, type RequestSigner } from "../sdk/net/calls";
 import { ClientHost } from "../sdk/net/host";
 import { createLogger, type Logger } from "./log";
 import { drained } from "../sdk/net/drain";
+import { readFromNow } from "../sdk/net/reader";
 
 /** A probe round every 10 s: about 60 probes per node per 10-minute epoch at 8 targets a round on a small network. */
 export const DEFAULT_PROBE_INTERVAL_MS = 10_000;
@@ -321,11 +322,12 @@ export class RelayProbeTransport implements ProbeTransport {
       { signal },
     );
     const stream = await this.init.host.dialProtocol(entryId, RELAY_PROTOCOL, { signal });
+    const chunks = readFromNow(stream); // before writing: sdk/net/reader.ts says why
     try {
       if (!stream.send(encodeFrame(RELAY_PACKET_TYPE, packet, RELAY_MAX_FRAME_BYTES))) await drained(stream, signal);
       await stream.close({ signal });
       const decoder = new FrameDecoder(RELAY_MAX_FRAME_BYTES);
-      for await (const chunk of stream) {
+      for await (const chunk of chunks) {
         for (const frame of decoder.push(chunk)) {
           if (frame.type !== ERROR_FRAME_TYPE) continue;
           const answer = parseErrorAnswer(frame.body);

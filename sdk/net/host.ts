@@ -18,6 +18,7 @@
  */
 import "./polyfill";
 import { drained } from "./drain";
+import { readFromNow } from "./reader";
 import { useHalfWindowUpdates } from "./yamuxWindow";
 import type { Libp2p, PeerId, Stream } from "@libp2p/interface" with { "resolution-mode": "import" };
 import {
@@ -29,6 +30,7 @@ import {
   parseErrorAnswer,
   type Frame,
   type ProtocolId,
+  type StreamChunk,
   type WireErrorCode,
 } from "../wire/frame";
 
@@ -233,6 +235,7 @@ export class ClientHost {
     const timeout = AbortSignal.timeout(deadline);
     const signal = AbortSignal.any([timeout, ...(options.signal ? [options.signal] : [])]);
     const stream = await this.openStream(node, protocol, { signal, timeoutMs: deadline });
+    const chunks = readFromNow(stream); // before writing: sdk/net/reader.ts says why
     const maxFrameBytes = MAX_FRAME_BYTES[protocol];
     const answers: Frame[] = [];
     try {
@@ -242,7 +245,7 @@ export class ClientHost {
       await stream.close({ signal });
       const maxFrames = options.maxFrames ?? MAX_ANSWER_FRAMES;
       let satisfied = false;
-      for await (const frame of this.#read(stream, protocol, node.peerId, signal, where)) {
+      for await (const frame of this.#read(stream, chunks, protocol, node.peerId, signal, where)) {
         answers.push(frame);
         if (options.until?.(frame)) {
           satisfied = true;
@@ -275,12 +278,13 @@ export class ClientHost {
     const where = `ClientHost.subscribe(${protocol})`;
     const signal = AbortSignal.any([this.#lifetime.signal, ...(options.signal ? [options.signal] : [])]);
     const stream = await this.openStream(node, protocol, { signal });
+    const chunks = readFromNow(stream); // before writing: sdk/net/reader.ts says why
     const onAbort = () => stream.abort(signal.reason as Error);
     signal.addEventListener("abort", onAbort, { once: true });
     let done = false;
     try {
       if (!stream.send(encodeFrame(frame.type, frame.body, MAX_FRAME_BYTES[protocol]))) await drained(stream, signal);
-      yield* this.#read(stream, protocol, node.peerId, signal, where);
+      yield* this.#read(stream, chunks, protocol, node.peerId, signal, where);
       done = true;
     } catch (error) {
       throw this.#translate(error, options.signal, undefined, where, node.peerId);
@@ -293,6 +297,7 @@ export class ClientHost {
 
   async *#read(
     stream: AnyStream,
+    chunks: AsyncIterable<StreamChunk>,
     protocol: ProtocolId,
     peerId: string,
     signal: AbortSignal,
@@ -302,7 +307,7 @@ export class ClientHost {
     const onAbort = () => stream.abort(signal.reason as Error);
     signal.addEventListener("abort", onAbort, { once: true });
     try {
-      for await (const chunk of stream) {
+      for await (const chunk of chunks) {
         signal.throwIfAborted();
         for (const frame of decoder.push(chunk)) {
           if (frame.type === ERROR_FRAME_TYPE) {

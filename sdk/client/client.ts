@@ -25,10 +25,11 @@
  * and linked devices take part, each with a sender key of its own. The creator's account is the group's admin: only
  * it adds and removes members, each change raising a membership version that every key carries, so members follow
  * the admin's newest list and a stale one changes nothing. A client joins a group only on the word of a client of
- * the admin or of its own user, asks for a key it missed when a message it cannot open arrives, fans out
- * nothing on the receive path (keys it owes go with its next group message), and a group changes one step at a time (a per-group lock shared by the receive path and the API calls). The backup is parked, sealed under
- * the wallet's backup key, in the user's own inbox, and the previous one deleted once the new one is confirmed there.
- * docs/SDK.md describes all of it and lists what is left.
+ * the admin or of its own user (another user's group, by default, only once its user accepts the invitation),
+ * asks for a key it missed when a message it cannot open arrives, fans out nothing on the receive path (keys it owes
+ * go with its next group message), and a group changes one step at a time (a per-group lock shared by the receive
+ * path and the API calls). The backup is parked, sealed under the wallet's backup key, in the user's own inbox, and
+ * the previous one deleted once the new one is confirmed there. docs/SDK.md describes all of it and lists what is left.
  */
 import { Wallet, getAddress, getBytes, hexlify, parseEther, zeroPadValue, type Provider, type Signer } from "ethers";
 import { sha256 } from "@noble/hashes/sha2.js";
@@ -40,7 +41,13 @@ import { readEdgeNode, readEdgeNodes, type EdgeNodeInfo } from "../chain/nodes";
 import { ByteWriter, ByteReader, bytesEqual, concatBytes, readU32, toHex } from "../crypto/bytes";
 import { defaultRandomBytes, type RandomBytes } from "../crypto/primitives";
 import { RatchetError, RatchetSession, TamperedMessageError } from "../crypto/ratchet";
-import { GroupSession, GROUP_ID_LENGTH, SenderKeyError } from "../crypto/senderKeys";
+import {
+  GroupSession,
+  GROUP_ID_LENGTH,
+  SENDER_KEY_DISTRIBUTION_LENGTH,
+  SENDER_KEY_ID_LENGTH,
+  SenderKeyError,
+} from "../crypto/senderKeys";
 import { X3dhError, sameIdentity, verifyPrekeyBundle, type PrekeyBundle } from "../crypto/x3dh";
 import {
   ClientHost,
@@ -122,6 +129,25 @@ const GROUP_RECORD_MAGIC = Uint8Array.of(0x53, 0x4e, 0x47, 0x03);
  * 96 random bits keep one admin's groups apart.
  */
 export const GROUP_ID_NONCE_BYTES = GROUP_ID_LENGTH - 20;
+/**
+ * Storage prefix of the pending group invitations: net/i/<group id hex> = INVITATION_RECORD_MAGIC (4) || received at
+ * (ms since the epoch, u32 high || u32 low) || admin (20) || membership version (4) || the admin's client that sent
+ * it (20) || member count (1) || members (20 each) || the sender-key distribution message (a secret: the record is
+ * encrypted like the group records, and deleted when the invitation goes).
+ */
+const INVITATIONS_PREFIX = "net/i/";
+/** First bytes of an invitation record ("SNI" 1): a record of another layout is reported and deleted. */
+const INVITATION_RECORD_MAGIC = Uint8Array.of(0x53, 0x4e, 0x49, 0x01);
+/**
+ * Group invitations pending at most, in all: a user goes through them as a list, and each holds a stored key; past
+ * it the oldest goes (reported).
+ */
+export const MAX_GROUP_INVITATIONS = 32;
+/**
+ * Pending invitations from one admin at most: one account that creates group after group cannot push everyone
+ * else's invitations out (a third one pushes out its own oldest).
+ */
+export const MAX_GROUP_INVITATIONS_PER_ADMIN = 2;
 /** Storage record (under the wallet's namespace) of the device account's private key. */
 const DEVICE_KEY_RECORD = "net/device-key";
 /** A home node holding fewer one-time prekeys than this gets a new batch: each new sender takes one. */
@@ -193,6 +219,7 @@ export type ClientErrorCode =
   | "NotAdmin"
   | "AlreadyMember"
   | "GroupFull"
+  | "InvitationDropped"
   | "BackupNotFound"
   | "LookupFailed"
   | "Stopped";
@@ -255,6 +282,15 @@ export interface SendingClientOptions {
   readonly randomBytes?: RandomBytes;
   /** For `createDevice`: ether the wallet sends the device account for its DID transactions (default 0.01 ether). */
   readonly deviceFunding?: bigint;
+  /**
+   * What a group key from another user's client naming this client's user does: "ask" (the default) keeps it as a
+   * pending invitation (event `groupInvitation`) until `acceptGroupInvitation` or `declineGroupInvitation`;
+   * "accept" joins at once. Groups this client's own user joined or created on another of its clients are joined at
+   * once either way: a client of the same user running "accept" therefore makes this one join without asking (the
+   * key it owes comes before its first group message). With "ask", a group message of a group not joined makes this
+   * client ask only its own user's clients for a key, never another user.
+   */
+  readonly groupInvitations?: "ask" | "accept";
 }
 
 /** A message received and decrypted. */
@@ -332,6 +368,11 @@ export interface ClientEvents {
   error: (error: Error) => void;
   /** A group this client is in changed (joined, a member's key arrived, members added or removed). */
   group: (groupId: string) => void;
+  /**
+   * A group's admin invited this client's user (option `groupInvitations` "ask"), or sent a newer list for a pending
+   * invitation; `acceptGroupInvitation` joins, `declineGroupInvitation` drops it.
+   */
+  groupInvitation: (invitation: GroupInvitation) => void;
 }
 
 interface SessionSlot {
@@ -376,6 +417,28 @@ export interface GroupInfo {
   readonly version: number;
 }
 
+/** A group this client's user was invited to and has not yet accepted or declined (`groupInvitations`). */
+export interface GroupInvitation {
+  /** The group id (hex, 64 digits, no 0x): the admin's address followed by GROUP_ID_NONCE_BYTES random bytes. */
+  readonly groupId: string;
+  /** The group's admin (checksummed): the user who invites. */
+  readonly admin: string;
+  /** Membership version of `members`, as the admin's newest key for the group says. */
+  readonly version: number;
+  /** The members (users), this client's user and the admin among them. */
+  readonly members: readonly string[];
+}
+
+/** A pending invitation with what joining takes: the admin's client that sent it and its key (a secret). */
+interface PendingInvitation extends GroupInvitation {
+  /** The client of the admin (its account or a device) whose key this is: joining answers it. */
+  readonly from: string;
+  /** That client's sender-key distribution message; wiped when the invitation goes. */
+  readonly distribution: Uint8Array;
+  /** When the first key for the group came (ms): the oldest invitation goes first past the bounds. */
+  readonly receivedAt: number;
+}
+
 /**
  * A GROUP_KEY from a client that may not be trusted yet: for a group this client is not in, from a client of neither
  * the admin nor this client's user (held until one of them names the group); for a group it is in, from a client of
@@ -418,6 +481,10 @@ export class SendingClient {
   readonly #random: RandomBytes;
   readonly #sessions = new Map<string, SessionSlot>();
   readonly #groups = new Map<string, GroupState>();
+  /** Pending group invitations by group id, oldest first (MAX_GROUP_INVITATIONS at most), loaded at create. */
+  readonly #invitations = new Map<string, PendingInvitation>();
+  /** Invitations being accepted (their group ids): a bound never pushes one of them out meanwhile. */
+  readonly #accepting = new Set<string>();
   /** Ids of the messages processed (replicas are dropped), loaded from the store at create. */
   #seen!: SeenIds;
   /** Backup chunks met in the inbox, by message id, with the operators of the home nodes that hold them. */
@@ -446,6 +513,7 @@ export class SendingClient {
     message: new Set(),
     error: new Set(),
     group: new Set(),
+    groupInvitation: new Set(),
   };
   #homeNodes: EdgeNodeInfo[] = [];
   #nodes: { at: number; list: EdgeNodeInfo[] } | undefined;
@@ -492,6 +560,12 @@ export class SendingClient {
     if (options.hops !== undefined && options.hops !== 2 && options.hops !== 3) {
       throw new RangeError(`SendingClient.create: expected hops 2 or 3, got ${String(options.hops)}`);
     }
+    const invitations: unknown = options.groupInvitations;
+    if (invitations !== undefined && invitations !== "ask" && invitations !== "accept") {
+      throw new RangeError(
+        `SendingClient.create: expected groupInvitations "ask" or "accept", got ${String(invitations)}`,
+      );
+    }
     const identity = await ClientIdentity.open({
       signer: options.signer,
       storage: options.storage,
@@ -507,6 +581,7 @@ export class SendingClient {
     const host = await ClientHost.create(options.host);
     const client = new SendingClient(identity, did, registry, parameters, host, options);
     await client.#loadGroups();
+    await client.#loadInvitations();
     client.#seen = await SeenIds.load(identity.store, (error) => client.#emit("error", error));
     return client;
   }
@@ -847,6 +922,9 @@ export class SendingClient {
     this.#keyRequestTimers.clear();
     for (const key of this.#heldGroupKeys) key.distribution.fill(0);
     this.#heldGroupKeys = [];
+    // The invitations stay in storage for the next start; their keys need not stay in this process's memory.
+    for (const invitation of this.#invitations.values()) invitation.distribution.fill(0);
+    this.#invitations.clear();
     this.#flushBills();
     await this.#billing.catch(() => undefined);
     await this.#host.stop();
@@ -1107,10 +1185,11 @@ export class SendingClient {
   /**
    * Asks for the keys a held group message lacks (a key whose delivery failed, or a restart before joining). In a
    * group this client is in: the sending account, only if it acts for a member (an outsider's message must not make
-   * this client write to anyone). In a group it is not in: the sending account, the admin (whose address begins the
-   * group id) and its own user's account (whose word a device joins on), in one round per sending account per
-   * KEY_REQUEST_INTERVAL_MS, whatever group ids it makes up; each account is asked at most once per interval and
-   * group. The answer is the current key: this message stays unreadable (a chain only moves forward), the next ones
+   * this client write to anyone). In a group it is not in: with `groupInvitations` "accept", the sending account,
+   * the admin (whose address begins the group id) and its own user's account (whose word a device joins on); with
+   * "ask", only its own user's account (and the sender, if it is a device of that user): no other user is written to
+   * before the user accepts. One round per sending account per KEY_REQUEST_INTERVAL_MS, whatever group ids it makes
+   * up; each account is asked at most once per interval and group. The answer is the current key: this message stays unreadable (a chain only moves forward), the next ones
    * open. A request that cannot be sent is an "error" event.
    */
   async #requestKeys(m: PendingGroupMessage): Promise<void> {
@@ -1121,11 +1200,20 @@ export class SendingClient {
       if (user === undefined || !state.members.includes(user)) return;
     } else {
       if (!this.#due(this.#askingSenders, m.from)) return;
-      // The admin is read from a group id the sender chose: asked at most once a minute whatever the group, so no
-      // sender, nor many of them, can make this client write to one account more often.
-      const admin = getAddress(`0x${m.groupId.slice(0, 40)}`);
-      if (this.#due(this.#askedAdmins, admin)) targets.add(admin);
-      targets.add(this.#user);
+      if (this.#options.groupInvitations !== "accept") {
+        // With "ask", another user's answer could only be an invitation the user did not ask for (or bring back one
+        // it declined, or one a bound pushed out, which then pushes out the next): only this client's own user is
+        // asked, whose clients in the group answer with a key this client joins on at once.
+        targets.clear();
+        targets.add(this.#user);
+        if ((await this.#actingUser(m.from).catch(() => undefined)) === this.#user) targets.add(m.from);
+      } else {
+        // The admin is read from a group id the sender chose: asked at most once a minute whatever the group, so no
+        // sender, nor many of them, can make this client write to one account more often.
+        const admin = getAddress(`0x${m.groupId.slice(0, 40)}`);
+        if (this.#due(this.#askedAdmins, admin)) targets.add(admin);
+        targets.add(this.#user);
+      }
     }
     targets.delete(this.address);
     const groupId = getBytes(`0x${m.groupId}`);
@@ -1135,9 +1223,9 @@ export class SendingClient {
   }
 
   /** Sends `to` a GROUP_KEY_REQUEST for a group; a failure is an "error" event. */
-  async #sendKeyRequest(groupId: Uint8Array, to: string): Promise<void> {
+  async #sendKeyRequest(groupId: Uint8Array, to: string, options: ClientCallOptions = {}): Promise<void> {
     try {
-      await this.#sendContent(to, encodeContent({ kind: ContentKind.GROUP_KEY_REQUEST, groupId }), {});
+      await this.#sendContent(to, encodeContent({ kind: ContentKind.GROUP_KEY_REQUEST, groupId }), options);
     } catch (error) {
       this.#emit("error", error as Error);
     }
@@ -1748,7 +1836,9 @@ export class SendingClient {
    * A group this client is not in is joined on the word of a client of the group's admin (its account, or a device
    * of it: a group a device created) or of this client's own user (its account or another of its devices), whose
    * list, version and epoch it takes; one that did not come from the admin's account is checked with the admin
-   * (a key request, whose answer carries the admin's list). A key from anyone else is
+   * (a key request, whose answer carries the admin's list). With `groupInvitations` "ask" (the default), a key from a
+   * client of the admin who is another user is kept as a pending invitation instead (`#invite`): nothing is sent
+   * until the user accepts it. A key from anyone else is
    * held (HELD_GROUP_KEYS_KEPT) until then, and taken at join only if its sender acts for a member of the trusted
    * list: a removed member who knows the group id could otherwise bring a client in with an old list (itself in it)
    * and any epoch.
@@ -1771,6 +1861,12 @@ export class SendingClient {
         return;
       }
       this.#checkList(id, key, sender);
+      // Another user's group waits for this user's word; one this user joined or created on another of its
+      // clients does not (it already agreed there).
+      if (this.#options.groupInvitations !== "accept" && sender !== this.#user && key.admin !== this.#user) {
+        await this.#invite(from, key);
+        return;
+      }
       await this.#joinGroup(from, key);
       return;
     }
@@ -1824,14 +1920,23 @@ export class SendingClient {
    * its members, then sends this client's key to the sender only: the other participants are owed it, and get it
    * before this client's first group message (`GroupState.owed`), so that whoever names a hundred users in a list
    * cannot make this client write to them all. A client that joined on its own user's word (whose list may be
-   * behind the admin's) asks the admin for its key, whose answer carries the admin's list.
+   * behind the admin's) asks the admin for its key, whose answer carries the admin's list. A pending invitation to
+   * the group goes once the group is stored; its key, when another client of the admin sent it, is taken like a
+   * held key. `options` (an accepted invitation's) bounds the answer and the key request.
    */
-  async #joinGroup(from: string, key: GroupKeyContent): Promise<void> {
+  async #joinGroup(from: string, key: GroupKeyContent, options: ClientCallOptions = {}): Promise<void> {
     const id = toHex(key.groupId);
     const participants = [...(await this.#participantsOf(key.members)).keys()];
     if (!participants.includes(from)) participants.push(from); // linked a moment ago: it proved its user above
+    options.signal?.throwIfAborted(); // the chain reads take no signal: an accept aborted meanwhile joins nothing
     const state = this.#newGroup(key.groupId, key, participants, distributionEpoch(key.distribution));
     state.session.processDistribution(from, key.distribution);
+    const invitation = this.#invitations.get(id);
+    if (invitation !== undefined && invitation.from !== from) {
+      // Joined on this user's other client's word: the admin's key from the invitation is good for the admin's
+      // messages held meanwhile (taken at once below, so it does not count against the held keys' bounds).
+      this.#heldGroupKeys.push({ groupId: id, from: invitation.from, distribution: invitation.distribution.slice() });
+    }
     await this.#takeHeldKeys(state, "drop");
     for (const p of state.session.members) if (p !== from) state.owed.add(p);
     state.writerLost = this.address === state.admin && key.version > 0;
@@ -1839,15 +1944,307 @@ export class SendingClient {
     try {
       await this.#saveGroup(id);
     } catch (error) {
-      this.#groups.delete(id); // not joined: the next key (or an answer to a request) tries again
+      this.#groups.delete(id); // not joined: the next key (or an answer to a request), or an accept, tries again
       throw error;
     }
+    // Joined: the invitation's key must not stay on disk. A record left by a failed delete goes at the next start.
+    if (this.#invitations.has(id)) await this.#dropInvitation(id).catch((error: Error) => this.#emit("error", error));
     await this.#retryGroupMessages(id);
     this.#emit("group", id);
-    await this.#distribute(state, state.session.distributionMessage(), [from], {}, "report");
+    await this.#distribute(state, state.session.distributionMessage(), [from], options, "report");
     if (from !== state.admin && state.admin !== this.address && this.#due(this.#askedKeys, `${id}:${state.admin}`)) {
-      await this.#sendKeyRequest(key.groupId, state.admin);
+      await this.#sendKeyRequest(key.groupId, state.admin, options);
     }
+  }
+
+  /**
+   * Keeps a trusted GROUP_KEY from a client of another user, the group's admin, as a pending invitation
+   * (`groupInvitations` "ask"): stored encrypted, announced (`groupInvitation`), and nothing sent, neither an answer
+   * nor a key request, until the user accepts it. For a pending group:
+   * - an older list than the stored one changes nothing;
+   * - a key from another client of the admin at the same version (the admin's phone sends its key before its first
+   *   group message) is held beside the invitation's (`#holdGroupKey`, taken at acceptance), not instead of it: the
+   *   messages of the client that sent the invitation need that one. Only the admin's account takes the
+   *   invitation's place from one of its devices, whose key is then held the same way;
+   * - a newer list (a higher version) replaces the stored one in its place, with its key; the previous key, if another
+   *   client's, is held as above;
+   * - the same key again from the same client (a later step of the same chain) keeps the stored one, which opens
+   *   every message the later one does and those before it.
+   * The record is written only when something in it changed, and the invitation announced again only when its
+   * version or members did: an admin that sends its key at every message cannot make this client write or notify at
+   * that rate. Past MAX_GROUP_INVITATIONS_PER_ADMIN of one admin, or MAX_GROUP_INVITATIONS in all, the oldest goes
+   * (`#enforceInvitationBounds`).
+   */
+  async #invite(from: string, key: GroupKeyContent): Promise<void> {
+    const id = toHex(key.groupId);
+    const current = this.#invitations.get(id);
+    if (current !== undefined) {
+      if (key.version < current.version) return;
+      const fromAccount = from === key.admin && current.from !== key.admin;
+      if (key.version === current.version && from !== current.from && !fromAccount) {
+        this.#holdGroupKey({ groupId: id, from, distribution: key.distribution.slice() });
+        return;
+      }
+    }
+    const sameChain = current?.from === from && sameSenderKey(current.distribution, key.distribution);
+    const listChanged = current === undefined || key.version !== current.version || !sameMembers(key, current);
+    if (current !== undefined && sameChain && !listChanged) return; // nothing new
+    const distribution = sameChain ? current.distribution : key.distribution.slice();
+    const invitation: PendingInvitation = {
+      groupId: id,
+      admin: key.admin,
+      version: key.version,
+      members: [...key.members],
+      from,
+      distribution,
+      receivedAt: current?.receivedAt ?? Date.now(),
+    };
+    try {
+      await this.#saveInvitation(invitation);
+    } catch (error) {
+      if (!sameChain) distribution.fill(0);
+      throw error;
+    }
+    if (current !== undefined && !sameChain) {
+      // Another client's key stays good for that client's messages held meanwhile; a replaced key of the same
+      // client (a new chain) opens nothing the new one needs.
+      if (current.from !== from) {
+        this.#holdGroupKey({ groupId: id, from: current.from, distribution: current.distribution });
+      } else {
+        current.distribution.fill(0);
+      }
+    }
+    this.#invitations.set(id, invitation); // a replaced one keeps its place in the order
+    if (current === undefined) await this.#enforceInvitationBounds();
+    if (listChanged && this.#invitations.has(id)) this.#emit("groupInvitation", invitationView(invitation));
+  }
+
+  /**
+   * Applies the bounds on pending invitations: past MAX_GROUP_INVITATIONS_PER_ADMIN of one admin, that admin's oldest
+   * go; past MAX_GROUP_INVITATIONS in all, the oldest go. One being accepted is never chosen (it would be reported
+   * dropped while it joins). What goes is wiped, deleted and reported (`#pushOut`).
+   */
+  async #enforceInvitationBounds(): Promise<void> {
+    const candidates = () => [...this.#invitations.values()].filter((i) => !this.#accepting.has(i.groupId));
+    const perAdmin = new Map<string, number>();
+    for (const i of this.#invitations.values()) perAdmin.set(i.admin, (perAdmin.get(i.admin) ?? 0) + 1);
+    for (const [admin, count] of perAdmin) {
+      const theirs = candidates().filter((i) => i.admin === admin);
+      for (const invitation of theirs.slice(0, Math.max(0, count - MAX_GROUP_INVITATIONS_PER_ADMIN))) {
+        await this.#pushOut(invitation, `more than ${MAX_GROUP_INVITATIONS_PER_ADMIN} pending from its admin`);
+      }
+    }
+    const excess = this.#invitations.size - MAX_GROUP_INVITATIONS;
+    for (const invitation of candidates().slice(0, Math.max(0, excess))) {
+      await this.#pushOut(invitation, `more than ${MAX_GROUP_INVITATIONS} pending`);
+    }
+  }
+
+  /**
+   * Drops an invitation past a bound and reports it (ClientError "InvitationDropped"), with what is held for its
+   * group (`#forgetHeld`).
+   */
+  async #pushOut(invitation: PendingInvitation, why: string): Promise<void> {
+    this.#emit(
+      "error",
+      new ClientError(
+        "InvitationDropped",
+        `SendingClient: dropped the invitation to group ${invitation.groupId} from ${invitation.admin}: ${why}`,
+      ),
+    );
+    this.#forgetHeld(invitation.groupId);
+    // The new invitation is stored and must still be announced: a failed delete is reported, not thrown (the record
+    // is then loaded again at the next start, and pushed out again by the bounds there).
+    await this.#dropInvitation(invitation.groupId).catch((error: Error) => this.#emit("error", error));
+  }
+
+  /** Forgets a pending invitation: out of memory, its key wiped, its record deleted. */
+  async #dropInvitation(id: string): Promise<void> {
+    const invitation = this.#invitations.get(id);
+    if (invitation === undefined) return;
+    this.#invitations.delete(id);
+    invitation.distribution.fill(0);
+    await this.#identity.store.delete(INVITATIONS_PREFIX + id);
+  }
+
+  /**
+   * Forgets what is held for a group this client is not joining (an invitation declined or dropped): its group
+   * messages, which no key will open, and the keys held for it, wiped.
+   */
+  #forgetHeld(id: string): void {
+    this.#pendingGroup = this.#pendingGroup.filter((m) => m.groupId !== id);
+    for (const key of this.#heldGroupKeys) if (key.groupId === id) key.distribution.fill(0);
+    this.#heldGroupKeys = this.#heldGroupKeys.filter((k) => k.groupId !== id);
+  }
+
+  /** Stores an invitation (INVITATIONS_PREFIX), encrypted like every record, replacing the previous one. */
+  async #saveInvitation(invitation: PendingInvitation): Promise<void> {
+    const record = new ByteWriter()
+      .bytes(INVITATION_RECORD_MAGIC)
+      .u32(Math.floor(invitation.receivedAt / 2 ** 32))
+      .u32(invitation.receivedAt % 2 ** 32)
+      .bytes(getBytes(invitation.admin))
+      .u32(invitation.version)
+      .bytes(getBytes(invitation.from))
+      .u8(invitation.members.length);
+    for (const m of invitation.members) record.bytes(getBytes(m));
+    const bytes = record.bytes(invitation.distribution).finish();
+    try {
+      await this.#identity.store.put(INVITATIONS_PREFIX + invitation.groupId, bytes);
+    } finally {
+      bytes.fill(0);
+    }
+  }
+
+  /**
+   * Loads the pending invitations (at create, after the groups), oldest first. A record that does not open or parse
+   * is reported (IdentityError "CorruptStorage") and deleted, so no key of it stays on disk; one for a group already
+   * joined (a stop between the join and the delete) is deleted. The bounds apply as when they came (records written
+   * by another version, or by a failed delete, may exceed them): the oldest past them go, reported.
+   */
+  async #loadInvitations(): Promise<void> {
+    const where = "SendingClient: invitation record";
+    const loaded: PendingInvitation[] = [];
+    for (const name of await this.#identity.store.list(INVITATIONS_PREFIX)) {
+      const id = name.slice(INVITATIONS_PREFIX.length);
+      let record: Uint8Array | undefined;
+      try {
+        record = await this.#identity.store.get(name);
+        if (record === undefined) continue;
+        if (this.#groups.has(id)) {
+          await this.#identity.store.delete(name);
+          continue;
+        }
+        const r = new ByteReader(record, `${where} ${name}`, (m) => new IdentityError("CorruptStorage", m));
+        if (!bytesEqual(r.bytes(INVITATION_RECORD_MAGIC.length, "magic"), INVITATION_RECORD_MAGIC)) {
+          throw new IdentityError("CorruptStorage", `${where} ${name}: expected the magic of an invitation record`);
+        }
+        const receivedAt = r.u32("received at (high)") * 2 ** 32 + r.u32("received at (low)");
+        const admin = getAddress(hexlify(r.bytes(20, "admin")));
+        const version = r.u32("version");
+        const from = getAddress(hexlify(r.bytes(20, "sender")));
+        const count = r.u8("member count");
+        const members = [...Array(count).keys()].map(() => getAddress(hexlify(r.bytes(20, "member"))));
+        if (r.remaining !== SENDER_KEY_DISTRIBUTION_LENGTH) {
+          throw new IdentityError("CorruptStorage", `${where} ${name}: expected a sender-key distribution message`);
+        }
+        const distribution = r.bytes(r.remaining, "distribution").slice();
+        if (!/^[0-9a-f]{64}$/.test(id) || !id.startsWith(admin.slice(2).toLowerCase()) || !members.includes(admin)) {
+          distribution.fill(0);
+          throw new IdentityError("CorruptStorage", `${where} ${name}: expected a group id of its admin ${admin}`);
+        }
+        loaded.push({ groupId: id, admin, version, members, from, distribution, receivedAt });
+      } catch (error) {
+        this.#emit("error", error as Error);
+        // Only a record that is there but unreadable goes: a storage that failed to answer keeps it.
+        if (error instanceof IdentityError) {
+          await this.#identity.store.delete(name).catch((e: Error) => this.#emit("error", e));
+        }
+      } finally {
+        record?.fill(0);
+      }
+    }
+    loaded.sort((a, b) => a.receivedAt - b.receivedAt);
+    for (const invitation of loaded) this.#invitations.set(invitation.groupId, invitation);
+    await this.#enforceInvitationBounds();
+  }
+
+  /** The group invitations pending (`groupInvitations` "ask"), oldest first; no keys. */
+  groupInvitations(): GroupInvitation[] {
+    return [...this.#invitations.values()].map(invitationView);
+  }
+
+  /**
+   * Accepts a pending invitation: joins the group with the newest key its admin sent (the list, version and epoch
+   * of that key), exactly as a join at once would (participants read from the DIDs, keys held for the group taken,
+   * the other clients of the admin's among them, this client's key sent to the admin's client that sent it and owed
+   * to the others, sent before its first group message), then deletes the invitation; group messages held meanwhile
+   * are opened, and those still lacking a key ask their senders for it as in any group this client is in.
+   * Throws ClientError("UnknownGroup") when no invitation to `groupId` is pending (none came, or it was declined or
+   * pushed out); ClientError("InvitationDropped") when the admin's device that sent it is no longer linked to the
+   * admin (it could have been stolen: it is not sent this client's key), and the invitation goes;
+   * ClientError("Stopped") after `stop()`. A failure before the group is stored (a chain read, the store, an abort)
+   * leaves the invitation pending; an abort after it leaves the group joined and the admin's client owed this
+   * client's key. The chain reads take no signal: it is checked after them.
+   */
+  async acceptGroupInvitation(groupId: string, options: ClientCallOptions = {}): Promise<void> {
+    const id = normalizeGroupId(groupId);
+    this.#checkNotStopped("acceptGroupInvitation");
+    options.signal?.throwIfAborted();
+    await this.#withGroup(id, async () => {
+      this.#checkNotStopped("acceptGroupInvitation");
+      const invitation = this.#invitations.get(id);
+      if (invitation === undefined) {
+        throw new ClientError("UnknownGroup", `acceptGroupInvitation: expected a pending invitation to ${id}, none`);
+      }
+      if (this.#groups.has(id)) {
+        await this.#dropInvitation(id); // joined meanwhile on this user's other client's word
+        return;
+      }
+      this.#accepting.add(id);
+      // A copy: the invitation goes (and its key is wiped) once the group is stored, before the answer is sent.
+      const distribution = invitation.distribution.slice();
+      try {
+        if (invitation.from !== invitation.admin) {
+          // The device may have been unlinked since the key came (or since a restart): read afresh, not from the
+          // cache of who is whose device, before this client's key is sent to it.
+          this.#ownerOf.delete(invitation.from);
+          if ((await this.#actingUser(invitation.from)) !== invitation.admin) {
+            this.#forgetHeld(id);
+            await this.#dropInvitation(id);
+            throw new ClientError(
+              "InvitationDropped",
+              `acceptGroupInvitation: expected the invitation to ${id} from a device of its admin ${invitation.admin}, ` +
+                `but ${invitation.from} is no longer one; dropped`,
+            );
+          }
+        }
+        options.signal?.throwIfAborted();
+        await this.#joinGroup(
+          invitation.from,
+          {
+            kind: ContentKind.GROUP_KEY,
+            groupId: getBytes(`0x${id}`),
+            admin: invitation.admin,
+            version: invitation.version,
+            members: invitation.members,
+            distribution,
+          },
+          options,
+        );
+      } finally {
+        distribution.fill(0);
+        this.#accepting.delete(id);
+      }
+      // Their one key request went while the group was pending (to this user's own clients only): now a member,
+      // this client asks their senders, as for any message of a group it is in.
+      for (const m of this.#pendingGroup) if (m.groupId === id) this.#scheduleKeyRequest(m);
+    });
+  }
+
+  /**
+   * Declines a pending invitation: it is deleted and its key wiped, with the group's messages and keys held
+   * meanwhile; nothing is sent (the admin is not told). Group messages of the group that come later ask only this
+   * user's own clients for a key (as for any group not joined, with "ask"). A later key from the admin for the group
+   * makes a new invitation. Throws ClientError("UnknownGroup") when no invitation to `groupId` is pending,
+   * ClientError("Stopped") after `stop()`.
+   */
+  async declineGroupInvitation(groupId: string): Promise<void> {
+    const id = normalizeGroupId(groupId);
+    this.#checkNotStopped("declineGroupInvitation");
+    await this.#withGroup(id, async () => {
+      this.#checkNotStopped("declineGroupInvitation");
+      if (!this.#invitations.has(id)) {
+        throw new ClientError("UnknownGroup", `declineGroupInvitation: expected a pending invitation to ${id}, none`);
+      }
+      this.#forgetHeld(id);
+      await this.#dropInvitation(id);
+    });
+  }
+
+  /** Throws ClientError("Stopped") once `stop()` was called (its invitations are no longer in memory). */
+  #checkNotStopped(where: string): void {
+    if (this.#stopped) throw new ClientError("Stopped", `${where}: expected a running client, it was stopped`);
   }
 
   /**
@@ -2483,6 +2880,30 @@ function normalizeGroupId(groupId: string): string {
   if (!/^[0-9a-f]{64}$/.test(hex))
     throw new ClientError("UnknownGroup", `expected a 32-byte hex group id, got ${groupId}`);
   return hex;
+}
+
+/**
+ * Whether two sender-key distribution messages carry the same key (version, group id, epoch and key id), maybe at
+ * different steps of its chain.
+ */
+function sameSenderKey(a: Uint8Array, b: Uint8Array): boolean {
+  const head = 1 + GROUP_ID_LENGTH + 4 + SENDER_KEY_ID_LENGTH;
+  return bytesEqual(a.subarray(0, head), b.subarray(0, head));
+}
+
+/** Whether two lists name the same members (in any order). */
+function sameMembers(a: { readonly members: readonly string[] }, b: { readonly members: readonly string[] }): boolean {
+  return a.members.length === b.members.length && a.members.every((m) => b.members.includes(m));
+}
+
+/** What an app sees of a pending invitation: no key, and copies it cannot change the stored one through. */
+function invitationView(invitation: PendingInvitation): GroupInvitation {
+  return {
+    groupId: invitation.groupId,
+    admin: invitation.admin,
+    version: invitation.version,
+    members: [...invitation.members],
+  };
 }
 
 /**

@@ -109,6 +109,9 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
       deployment: ctx.deployment,
       provider: ethers.provider,
       oneTimePrekeys: 6,
+      // The group tests here are about membership, keys and rekeys once in a group: their clients join at once.
+      // Invitations (the default, "ask") are tested in invitations.test.ts.
+      groupInvitations: "accept",
       ...extra,
     });
     clients.push(c);
@@ -124,6 +127,7 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
       deployment: ctx.deployment,
       provider: ethers.provider,
       oneTimePrekeys: 6,
+      groupInvitations: "accept", // as `client` above
     });
     clients.push(d);
     d.on("error", () => undefined);
@@ -369,6 +373,7 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
       deployment: ctx.deployment,
       provider: ethers.provider,
       oneTimePrekeys: 6,
+      groupInvitations: "accept", // it takes part in the group tests below, as `client` above
     });
     clients.push(phone);
     phone.on("error", () => undefined);

@@ -1,0 +1,475 @@
+import { expect } from "chai";
+import { ethers } from "hardhat";
+import { setBalance } from "@nomicfoundation/hardhat-network-helpers";
+import { Wallet, parseEther, type Signer } from "ethers";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { deployProtocolFixture } from "../fixtures/protocol";
+import { startEdgeNode, type EdgeNode } from "../../node/edge";
+import { createLogger } from "../../node/log";
+import { NodeRole, TOKEN } from "../../sdk/chain/protocol";
+import { FileStorage, MemoryStorage, type StorageAdapter } from "../../sdk/storage";
+import {
+  ClientError,
+  KEY_REQUEST_DELAY_MS,
+  MAX_GROUP_INVITATIONS_PER_ADMIN,
+  SendingClient,
+  type GroupInvitation,
+  type ReceivedMessage,
+  type SendingClientOptions,
+} from "../../sdk/client";
+
+/** Discovery and directory poll the chain this often in the test (the default 2 s would only slow the test down). */
+const POLL_MS = 100;
+/** Longest wait for a message on its way: 3 hops on 127.0.0.1 take milliseconds; this only bounds a failure. */
+const WAIT_MS = 10_000;
+/**
+ * How long a held message's key request is given to leave, past KEY_REQUEST_DELAY_MS, before `settled` pings: a send
+ * on 127.0.0.1 takes tens of milliseconds; a request still on its way when the ping overtakes it would go unseen.
+ */
+const REQUEST_SENT_MS = 1_000;
+/** A wait only so that held messages' key requests fire before what follows (nothing is checked after it). */
+const QUIET_MS = KEY_REQUEST_DELAY_MS + 1_500;
+
+type Ctx = Awaited<ReturnType<typeof deployProtocolFixture>>;
+
+async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + WAIT_MS;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The ClientError code a promise rejects with (fails the test when it resolves). */
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  return promise.then(
+    () => expect.fail("expected a ClientError"),
+    (e: unknown) => {
+      expect(e).to.be.instanceOf(ClientError);
+      return (e as ClientError).code;
+    },
+  );
+}
+
+describe("e2e: group invitations the user accepts, through real edge nodes on 127.0.0.1", function () {
+  this.timeout(120_000);
+
+  let ctx: Ctx;
+  let root: string;
+  const nodes: EdgeNode[] = [];
+  const clients: SendingClient[] = [];
+  let homes = 0;
+
+  /** A client of `signer` with the default options (invitations: "ask") unless `extra` says otherwise. */
+  async function client(
+    signer: Signer,
+    storage: StorageAdapter = new MemoryStorage(),
+    extra: Partial<SendingClientOptions> = {},
+  ) {
+    const c = await SendingClient.create({
+      signer,
+      storage,
+      deployment: ctx.deployment,
+      provider: ethers.provider,
+      oneTimePrekeys: 6,
+      ...extra,
+    });
+    clients.push(c);
+    c.on("error", () => undefined); // background failures are asserted through their effects
+    return c;
+  }
+
+  /** A new funded wallet's client, registered on one home node (the nodes in turn) and started. */
+  async function user(extra: Partial<SendingClientOptions> = {}, storage?: StorageAdapter) {
+    const wallet = Wallet.createRandom().connect(ethers.provider);
+    await setBalance(wallet.address, parseEther("10"));
+    const c = await client(wallet, storage, extra);
+    const home = nodes[homes++ % nodes.length];
+    await c.register({ homeNodes: [home.operator] });
+    await c.start();
+    return { wallet, client: c, home };
+  }
+
+  /** A device of `wallet`'s user, registered on the first node and started (it joins its own user's groups at once). */
+  async function device(wallet: Signer) {
+    const d = await SendingClient.createDevice({
+      signer: wallet,
+      storage: new MemoryStorage(),
+      deployment: ctx.deployment,
+      provider: ethers.provider,
+      oneTimePrekeys: 6,
+    });
+    clients.push(d);
+    d.on("error", () => undefined);
+    await d.register({ homeNodes: [nodes[0].operator] });
+    await d.start();
+    return d;
+  }
+
+  let marks = 0;
+  /**
+   * Resolves once `c` has processed what `peer` sent it before, and had time to send the key requests its held
+   * messages make and to get `peer`'s answers to them; returns how many messages reached `peer`'s home node meanwhile
+   * besides the one this sends (its "stored" counter counts every message whose route ends there). `peer` sends a mark
+   * after what it sent, `c` waits for it, then past KEY_REQUEST_DELAY_MS and REQUEST_SENT_MS, and pings `peer`, which
+   * pongs. Each client processes what it gets in order, and a home node hands it over in order, so an answer `peer`
+   * made to a request sent before the ping comes before the pong. `c` and `peer` must have different home nodes, and
+   * nothing else send to `peer`'s meanwhile: then a check that `c` asked `peer` nothing can fail.
+   */
+  async function settled(c: SendingClient, peer: SendingClient, peerHome: EdgeNode): Promise<number> {
+    const n = ++marks;
+    const before = peerHome.metrics.value("stored");
+    const mark = c.nextMessage((m) => m.text === `mark ${n}`, { signal: AbortSignal.timeout(WAIT_MS) });
+    await peer.send(c.address, `mark ${n}`);
+    await mark;
+    await sleep(KEY_REQUEST_DELAY_MS + REQUEST_SENT_MS);
+    const ping = peer.nextMessage((m) => m.text === `ping ${n}`, { signal: AbortSignal.timeout(WAIT_MS) });
+    const pong = c.nextMessage((m) => m.text === `pong ${n}`, { signal: AbortSignal.timeout(WAIT_MS) });
+    await c.send(peer.address, `ping ${n}`);
+    await ping;
+    await peer.send(c.address, `pong ${n}`);
+    await pong;
+    return peerHome.metrics.value("stored") - before - 1;
+  }
+
+  /** Every message `c` emits from now on. */
+  function collect(c: SendingClient): ReceivedMessage[] {
+    const got: ReceivedMessage[] = [];
+    c.on("message", (m) => got.push(m));
+    return got;
+  }
+
+  /** Every invitation `c` announces from now on. */
+  function invitations(c: SendingClient): GroupInvitation[] {
+    const got: GroupInvitation[] = [];
+    c.on("groupInvitation", (i) => got.push(i));
+    return got;
+  }
+
+  /** The next message `c` shows of `group` with `text`. */
+  function next(c: SendingClient, group: string, text: string): Promise<ReceivedMessage> {
+    return c.nextMessage((m) => m.groupId === group && m.text === text, { signal: AbortSignal.timeout(WAIT_MS) });
+  }
+
+  before(async () => {
+    ctx = await deployProtocolFixture();
+    root = await mkdtemp(path.join(tmpdir(), "sending-invitations-"));
+    const operators = ctx.signers.slice(1, 5); // four edge nodes
+    for (const [i, operator] of operators.entries()) {
+      const signerKey = Wallet.createRandom();
+      const node = await startEdgeNode({
+        dataDir: path.join(root, `node-${i}`),
+        provider: ethers.provider,
+        deployment: ctx.deployment,
+        operator: operator.address,
+        signerKey: signerKey.privateKey,
+        pollMs: POLL_MS,
+        logger: createLogger("edge", "error"), // the nodes start before they are registered: expected warnings
+      });
+      nodes.push(node);
+      const stake = 1_000n * TOKEN;
+      await (await ctx.token.transfer(operator.address, stake)).wait();
+      await (await ctx.token.connect(operator).approve(await ctx.registry.getAddress(), stake)).wait();
+      const addrs = node.multiaddrs().map((a) => a.replace(/\/p2p\/.*$/, ""));
+      await (
+        await ctx.registry.connect(operator).register(NodeRole.Edge, node.peerId, addrs, signerKey.address, 0, stake)
+      ).wait();
+    }
+    // Every node must know every other before packets can be forwarded between them.
+    await until(() => nodes.every((n) => n.discovery.nodes().length === nodes.length), "discovery of all nodes");
+  });
+
+  after(async () => {
+    await Promise.allSettled(clients.map((c) => c.stop()));
+    await Promise.allSettled(nodes.map((n) => n.stop()));
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it("refuses a groupInvitations option other than ask or accept", async () => {
+    const create = SendingClient.create({
+      signer: Wallet.createRandom().connect(ethers.provider),
+      storage: new MemoryStorage(),
+      deployment: ctx.deployment,
+      provider: ethers.provider,
+      groupInvitations: "always" as "accept",
+    });
+    await create.then(
+      (c) => {
+        clients.push(c);
+        expect.fail("expected a RangeError");
+      },
+      (e: unknown) => expect((e as Error).message).to.include("groupInvitations"),
+    );
+  });
+
+  it("asks before joining another user's group, sends nothing meanwhile, and joins with the admin's key once accepted", async () => {
+    const { client: admin, wallet: a, home: adminHome } = await user();
+    const { client: invited, wallet: b } = await user(); // the default: "ask"
+    const { client: member, wallet: c } = await user({ groupInvitations: "accept" });
+    const asked = invitations(invited);
+    const shown = collect(invited);
+
+    const group = await admin.createGroup([b.address, c.address]);
+    await until(() => asked.length === 1 && member.groupInfo(group) !== undefined, "the invitation and C's join");
+    const expected = { groupId: group, admin: a.address, version: 0, members: [a.address, b.address, c.address] };
+    expect(asked[0]).to.deep.equal(expected); // no key in it
+    expect(invited.groupInvitations()).to.deep.equal([expected]);
+    expect(invited.groupInfo(group)).to.equal(undefined); // not in the group
+
+    // The admin's message is held, not shown, and makes the invited client ask no other user for a key: nothing
+    // reaches the admin's home node from it but the ping of `settled` (an answer would show nothing here: the same
+    // key further on its chain is not announced again).
+    const atMember = next(member, group, "before");
+    await admin.sendToGroup(group, "before");
+    await atMember;
+    expect(await settled(invited, admin, adminHome)).to.equal(0); // no key request reached the admin
+    expect(shown.filter((m) => m.groupId === group)).to.deep.equal([]);
+    expect(asked).to.have.length(1);
+
+    await invited.acceptGroupInvitation(group, { signal: AbortSignal.timeout(WAIT_MS) });
+    expect(invited.groupInfo(group)).to.deep.equal({ members: expected.members, admin: a.address, version: 0 });
+    expect(invited.groupInvitations()).to.deep.equal([]);
+    // The message held meanwhile opens with the admin's key from the invitation.
+    await until(() => shown.some((m) => m.groupId === group && m.text === "before"), "the held message");
+
+    const atInvited = next(invited, group, "after");
+    await admin.sendToGroup(group, "after");
+    expect((await atInvited).from).to.equal(a.address);
+    // Its reply reaches the admin (its key went to the admin's client at the join) and C (owed: sent first).
+    const replies = [next(admin, group, "reply"), next(member, group, "reply")];
+    await invited.sendToGroup(group, "reply");
+    for (const m of await Promise.all(replies)) expect(m.from).to.equal(b.address);
+  });
+
+  it("declines an invitation: it is gone, nothing reaches the admin, and only a later key from the admin invites again", async () => {
+    const { client: admin, wallet: a, home: adminHome } = await user();
+    const { client: invited, wallet: b } = await user();
+    const { wallet: c } = await user({ groupInvitations: "accept" });
+    const asked = invitations(invited);
+    const shown = collect(invited);
+    // The admin's client emits "group" for each member's key it takes: the invited client's would be one.
+    const changes: string[] = [];
+    admin.on("group", (id) => changes.push(id));
+
+    const group = await admin.createGroup([b.address]);
+    await until(() => asked.length === 1, "the invitation");
+    await invited.declineGroupInvitation(group);
+    expect(invited.groupInvitations()).to.deep.equal([]);
+    expect(await codeOf(invited.acceptGroupInvitation(group))).to.equal("UnknownGroup");
+    expect(await codeOf(invited.declineGroupInvitation(group))).to.equal("UnknownGroup");
+
+    // The admin writes to the group: the declined client neither shows it nor asks another user for a key (the
+    // admin's answer would invite it again).
+    await admin.sendToGroup(group, "to the group");
+    expect(await settled(invited, admin, adminHome)).to.equal(0); // no key request reached the admin
+    expect(changes.filter((id) => id === group)).to.deep.equal([]);
+    expect(shown.filter((m) => m.groupId === group)).to.deep.equal([]);
+    expect(asked).to.have.length(1);
+    expect(invited.groupInvitations()).to.deep.equal([]);
+
+    // A later key from the admin (a change of the list) is a new invitation, with the new list.
+    await admin.addGroupMember(group, c.address);
+    await until(() => asked.length === 2, "the second invitation");
+    expect(invited.groupInvitations()).to.deep.equal([
+      { groupId: group, admin: a.address, version: 1, members: [a.address, b.address, c.address] },
+    ]);
+  });
+
+  it("keeps an invitation across a restart on the same files, deletes an unreadable one, bounds them at load, and joins after", async () => {
+    const { client: admin, wallet: a } = await user();
+    const dir = path.join(root, "invited");
+    const { client: first, wallet: b } = await user({}, await FileStorage.open(dir));
+    const asked = invitations(first);
+
+    const group = await admin.createGroup([b.address]);
+    await until(() => asked.length === 1, "the invitation");
+    // A record under the invitations' prefix that does not parse (another layout, say).
+    const bad = `net/i/${a.address.slice(2).toLowerCase()}${"00".repeat(12)}`;
+    await first.identity.store.put(bad, Uint8Array.of(1, 2, 3));
+    // Two copies of its record under other ids of the same admin, received before it (records a bound did not
+    // apply to, written by an older version, say): three from one admin at load, so the oldest goes there.
+    const record = (await first.identity.store.get(`net/i/${group}`))!;
+    const older = (n: number) => `${a.address.slice(2).toLowerCase()}${"00".repeat(11)}0${n}`;
+    for (const n of [1, 2]) {
+      const copy = record.slice();
+      const view = new DataView(copy.buffer, copy.byteOffset);
+      view.setUint32(4, 0); // received at: n ms after the epoch (u32 high, u32 low after the magic)
+      view.setUint32(8, n);
+      await first.identity.store.put(`net/i/${older(n)}`, copy);
+    }
+    await first.stop();
+    expect(await codeOf(first.acceptGroupInvitation(group))).to.equal("Stopped");
+    expect(await codeOf(first.declineGroupInvitation(group))).to.equal("Stopped");
+
+    const again = await client(b, await FileStorage.open(dir));
+    expect(again.groupInvitations()).to.deep.equal([{ ...asked[0], groupId: older(2) }, asked[0]]);
+    expect(await again.identity.store.list("net/i/")).to.have.members([`net/i/${older(2)}`, `net/i/${group}`]);
+    await again.start();
+    await again.acceptGroupInvitation(group);
+    expect(await again.identity.store.list("net/i/")).to.deep.equal([`net/i/${older(2)}`]);
+
+    const atAgain = next(again, group, "after the restart");
+    await admin.sendToGroup(group, "after the restart");
+    await atAgain;
+    const atAdmin = next(admin, group, "back");
+    await again.sendToGroup(group, "back");
+    expect((await atAdmin).from).to.equal(b.address);
+  });
+
+  it("bounds the invitations of one admin: a third pushes out its oldest, and a newer list replaces one in place", async () => {
+    const { client: admin, wallet: a } = await user();
+    const { client: other } = await user();
+    const { client: invited, wallet: e } = await user();
+    const { wallet: c } = await user({ groupInvitations: "accept" });
+    const asked = invitations(invited);
+    const dropped: ClientError[] = [];
+    invited.on("error", (error) => {
+      if (error instanceof ClientError && error.code === "InvitationDropped") dropped.push(error);
+    });
+
+    const theirs = await other.createGroup([e.address]);
+    await until(() => asked.length === 1, "another admin's invitation");
+    const groups: string[] = [];
+    for (let i = 0; i <= MAX_GROUP_INVITATIONS_PER_ADMIN; i++) {
+      groups.push(await admin.createGroup([e.address]));
+      await until(() => asked.length === i + 2, `invitation ${i + 1} of the admin`); // in order
+    }
+    const [oldest, ...kept] = groups;
+    expect(invited.groupInvitations().map((i) => i.groupId)).to.deep.equal([theirs, ...kept]);
+    expect(dropped).to.have.length(1);
+    expect(dropped[0].message).to.include(oldest);
+    expect(await invited.identity.store.list("net/i/")).to.have.members([theirs, ...kept].map((g) => `net/i/${g}`));
+    expect(await codeOf(invited.acceptGroupInvitation(oldest))).to.equal("UnknownGroup");
+
+    // The admin changes a pending group: the invitation takes the newer list and keeps its place in the order.
+    await admin.addGroupMember(kept[0], c.address);
+    await until(() => asked.length === groups.length + 2, "the newer list");
+    expect(invited.groupInvitations()).to.deep.equal([
+      { groupId: theirs, admin: other.address, version: 0, members: [other.address, e.address] },
+      { groupId: kept[0], admin: a.address, version: 1, members: [a.address, e.address, c.address] },
+      { groupId: kept[1], admin: a.address, version: 0, members: [a.address, e.address] },
+    ]);
+    expect(dropped).to.have.length(1);
+  });
+
+  it("asks no other user for the key of a group whose invitation a bound pushed out", async () => {
+    const { client: admin, home: adminHome } = await user();
+    const { client: invited, wallet: e } = await user();
+    const asked = invitations(invited);
+    const groups: string[] = [];
+    for (let i = 0; i <= MAX_GROUP_INVITATIONS_PER_ADMIN; i++) {
+      groups.push(await admin.createGroup([e.address]));
+      await until(() => asked.length === i + 1, `invitation ${i + 1}`);
+    }
+    const [oldest, ...kept] = groups;
+    expect(invited.groupInvitations().map((i) => i.groupId)).to.deep.equal(kept);
+
+    // The admin still counts E a member of the oldest group and writes to it. Were E to ask the admin for the key,
+    // the admin would answer (E is a member), the answer would invite E again, and push out the next oldest.
+    await admin.sendToGroup(oldest, "to a group pushed out");
+    expect(await settled(invited, admin, adminHome)).to.equal(0); // no key request reached the admin
+    expect(asked).to.have.length(groups.length);
+    expect(invited.groupInvitations().map((i) => i.groupId)).to.deep.equal(kept);
+  });
+
+  it("keeps the admin's account's key when the admin's phone sends its own: both their messages held meanwhile open once accepted", async () => {
+    const { client: admin, wallet: a } = await user();
+    const phone = await device(a);
+    const { client: invited, wallet: b } = await user();
+    const asked = invitations(invited);
+    const shown = collect(invited);
+
+    const group = await admin.createGroup([b.address]);
+    await until(
+      () => asked.length === 1 && phone.groupInfo(group) !== undefined,
+      "the invitation and the phone's join",
+    );
+    expect(asked[0]).to.include({ groupId: group, admin: a.address, version: 0 });
+
+    // The account writes, then the phone, whose key, owed to B, goes to B first: a second key from a client of the
+    // admin at the same version. The phone's direct message after it, once shown, says B processed both.
+    await admin.sendToGroup(group, "from the account");
+    await phone.sendToGroup(group, "from the phone");
+    const mark = invited.nextMessage((m) => m.text === "phone mark", { signal: AbortSignal.timeout(WAIT_MS) });
+    await phone.send(b.address, "phone mark");
+    await mark;
+    expect(asked).to.have.length(1); // a key alone, of the same list, is not announced again
+    expect(invited.groupInvitations()).to.deep.equal([asked[0]]);
+
+    await invited.acceptGroupInvitation(group);
+    const texts = () => shown.filter((m) => m.groupId === group).map((m) => m.text);
+    await until(() => texts().length === 2, "both held messages");
+    expect(texts()).to.have.members(["from the account", "from the phone"]);
+  });
+
+  it("refuses an invitation whose sender, the admin's phone, was unlinked since: it goes, and nothing joins", async () => {
+    const { client: admin, wallet: a } = await user();
+    const phone = await device(a);
+    const { client: invited, wallet: b } = await user();
+    const asked = invitations(invited);
+
+    // The phone creates the group: its key, the invitation's, came from the phone, a device of the admin then.
+    const group = await phone.createGroup([b.address]);
+    await until(() => asked.length === 1, "the invitation");
+    expect(asked[0]).to.include({ groupId: group, admin: a.address });
+    // The admin unlinks the phone (a stolen one, say): joining must not send it B's key.
+    await admin.did.setDevices([]);
+    expect(await codeOf(invited.acceptGroupInvitation(group))).to.equal("InvitationDropped");
+    expect(invited.groupInfo(group)).to.equal(undefined);
+    expect(invited.groupInvitations()).to.deep.equal([]);
+    expect(await invited.identity.store.list("net/i/")).to.deep.equal([]);
+  });
+
+  it("joins at once, without asking, a group its own user created or accepted on another of its clients", async () => {
+    const { client: account, wallet: u } = await user(); // the default: "ask"
+    const { client: x, wallet: xWallet } = await user();
+    const phone = await SendingClient.createDevice({
+      signer: u,
+      storage: new MemoryStorage(),
+      deployment: ctx.deployment,
+      provider: ethers.provider,
+      oneTimePrekeys: 6,
+    });
+    clients.push(phone);
+    phone.on("error", () => undefined);
+    await phone.register({ homeNodes: [nodes[0].operator] });
+    await phone.start();
+    const askedAccount = invitations(account);
+    const askedX = invitations(x);
+
+    // The phone creates the group: U, its wallet, is the admin; U's account joins on its own user's word, while X,
+    // another user, is asked.
+    const group = await phone.createGroup([xWallet.address]);
+    await until(() => account.groupInfo(group) !== undefined && askedX.length === 1, "U's join and X's invitation");
+    expect(askedAccount).to.deep.equal([]);
+    expect(account.groupInvitations()).to.deep.equal([]);
+    expect(askedX[0]).to.include({ groupId: group, admin: u.address });
+    expect(x.groupInfo(group)).to.equal(undefined);
+
+    // X invites U: U's account and phone are both asked. The phone accepts; its key, sent before its first group
+    // message, makes the account join at once, and the account opens X's message from before with the key of its
+    // own invitation (the admin's), which it drops.
+    const shownAtAccount = collect(account);
+    const theirs = await x.createGroup([u.address]);
+    await until(() => askedAccount.length === 1 && phone.groupInvitations().length === 1, "both invitations");
+    await x.sendToGroup(theirs, "early");
+    await sleep(QUIET_MS); // held at both, asking nobody
+    const earlyAtPhone = next(phone, theirs, "early");
+    await phone.acceptGroupInvitation(theirs);
+    await earlyAtPhone;
+    const atX = next(x, theirs, "from the phone");
+    await phone.sendToGroup(theirs, "from the phone");
+    await atX;
+    await until(() => shownAtAccount.some((m) => m.groupId === theirs && m.text === "from the phone"), "the join");
+    expect(account.groupInvitations()).to.deep.equal([]);
+    expect(await account.identity.store.list("net/i/")).to.deep.equal([]);
+    expect(shownAtAccount.filter((m) => m.groupId === theirs).map((m) => m.text)).to.have.members([
+      "early",
+      "from the phone",
+    ]);
+  });
+});

@@ -6,9 +6,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { deployProtocolFixture } from "../fixtures/protocol";
-import { startEdgeNode, type EdgeNode } from "../../node/edge";
-import { createLogger } from "../../node/log";
-import { NodeRole, TOKEN } from "../../sdk/chain/protocol";
+import { startRegisteredEdgeNodes } from "../fixtures/edgeNetwork";
+import type { EdgeNode } from "../../node/edge";
 import { FileStorage, MemoryStorage, type StorageAdapter } from "../../sdk/storage";
 import {
   ClientError,
@@ -158,29 +157,8 @@ describe("e2e: group invitations the user accepts, through real edge nodes on 12
   before(async () => {
     ctx = await deployProtocolFixture();
     root = await mkdtemp(path.join(tmpdir(), "sending-invitations-"));
-    const operators = ctx.signers.slice(1, 5); // four edge nodes
-    for (const [i, operator] of operators.entries()) {
-      const signerKey = Wallet.createRandom();
-      const node = await startEdgeNode({
-        dataDir: path.join(root, `node-${i}`),
-        provider: ethers.provider,
-        deployment: ctx.deployment,
-        operator: operator.address,
-        signerKey: signerKey.privateKey,
-        pollMs: POLL_MS,
-        logger: createLogger("edge", "error"), // the nodes start before they are registered: expected warnings
-      });
-      nodes.push(node);
-      const stake = 1_000n * TOKEN;
-      await (await ctx.token.transfer(operator.address, stake)).wait();
-      await (await ctx.token.connect(operator).approve(await ctx.registry.getAddress(), stake)).wait();
-      const addrs = node.multiaddrs().map((a) => a.replace(/\/p2p\/.*$/, ""));
-      await (
-        await ctx.registry.connect(operator).register(NodeRole.Edge, node.peerId, addrs, signerKey.address, 0, stake)
-      ).wait();
-    }
-    // Every node must know every other before packets can be forwarded between them.
-    await until(() => nodes.every((n) => n.discovery.nodes().length === nodes.length), "discovery of all nodes");
+    // Four edge nodes, each known to every other before the first packet.
+    nodes.push(...(await startRegisteredEdgeNodes(ctx, ctx.signers.slice(1, 5), root, POLL_MS, WAIT_MS)));
   });
 
   after(async () => {

@@ -48,6 +48,15 @@ export const DEFAULT_PEEL_WORKERS = Math.max(0, Math.min(4, availableParallelism
 /** Most packets in one message to a worker: a batch is one structured clone each way, so a few dozen 4 KB packets. */
 export const MAX_PEEL_BATCH = 32;
 
+/**
+ * A packet that comes at least this long after the one before, to a pool with nothing outstanding, is peeled on the
+ * calling thread at once: the relay is not busy (under 1,000 packets a second), and the hand-over to a worker would
+ * only add its half millisecond to the hop. Closer together, packets go to the workers even when each finds them idle
+ * (one stream feeding the relay a packet per turn, as a previous hop's lane does, would otherwise keep every peel on
+ * the relay's thread).
+ */
+export const INLINE_PEEL_GAP_MS = 1;
+
 /** The worker's code beside this file: the .ts one under ts-node (tests, the daemon), else the compiled .js. */
 const WORKER_FILE = path.join(__dirname, `peelWorker${path.extname(__filename)}`);
 
@@ -79,6 +88,9 @@ export class PeelPool {
   #workerPeels = 0;
   /** A packet was peeled on the calling thread in this turn of the event loop. */
   #turnBusy = false;
+  /** When the last packet was asked for (performance.now()), and the gap that makes the next one lone. */
+  #lastAsked = Number.NEGATIVE_INFINITY;
+  readonly #inlineGapMs: number;
   #stopped = false;
   /** Workers to start on the first packet (a host that never relays, a client's say, never starts any). */
   #workers: number;
@@ -87,11 +99,21 @@ export class PeelPool {
    * @param relayPrivateKey the node's X25519 relay secret key (each worker gets a copy)
    * @param options the calling thread's peel options, for packets peeled there
    * @param workers how many worker threads to start (0: every packet is peeled on the calling thread)
+   * @param inlineGapMs how long after the packet before one must come to be peeled on the calling thread when the
+   *   workers are idle (INLINE_PEEL_GAP_MS; tests set it)
    */
-  constructor(relayPrivateKey: Uint8Array, options: PeelOptions, workers: number, log: Logger) {
+  constructor(
+    relayPrivateKey: Uint8Array,
+    options: PeelOptions,
+    workers: number,
+    log: Logger,
+    inlineGapMs = INLINE_PEEL_GAP_MS,
+  ) {
     if (!Number.isInteger(workers) || workers < 0) {
       throw new RangeError(`PeelPool: expected a whole number of workers >= 0, got ${workers}`);
     }
+    if (!(inlineGapMs >= 0)) throw new RangeError(`PeelPool: expected inlineGapMs >= 0, got ${inlineGapMs}`);
+    this.#inlineGapMs = inlineGapMs;
     this.#relayPrivateKey = relayPrivateKey;
     this.#options = options;
     this.#log = log;
@@ -119,14 +141,17 @@ export class PeelPool {
   }
 
   /**
-   * Peels `packet`: rejects with the OnionError `peel` raises for a packet that does not open. A packet that finds
-   * every worker idle and none queued this turn is peeled here, at once: a lone packet would only wait for the hand-
-   * over to a thread (about half a millisecond a hop), and a relay that is not busy has the time. Under load there is
-   * always work outstanding or queued, so the packets go to the workers.
+   * Peels `packet`: rejects with the OnionError `peel` raises for a packet that does not open. A lone packet (at
+   * least INLINE_PEEL_GAP_MS after the one before, every worker idle, none queued this turn) is peeled here, at once:
+   * it would only wait for the hand-over to a thread (about half a millisecond a hop), and a relay that is not busy
+   * has the time. Under load packets come closer together, and go to the workers.
    */
   peel(packet: Uint8Array): Promise<PeelResult> {
     this.#startWorkers();
-    const idle = !this.#turnBusy && this.#threads.every((t) => t.outstanding === 0);
+    const now = performance.now();
+    const lone = now - this.#lastAsked >= this.#inlineGapMs;
+    this.#lastAsked = now;
+    const idle = lone && !this.#turnBusy && this.#threads.every((t) => t.outstanding === 0);
     if (idle) {
       this.#turnBusy = true; // the next packets of this turn go to the workers
       queueMicrotask(() => (this.#turnBusy = false));
@@ -145,7 +170,9 @@ export class PeelPool {
       if (thread.queued.length >= MAX_PEEL_BATCH) this.#send(thread);
       else if (!this.#flushScheduled) {
         this.#flushScheduled = true;
-        queueMicrotask(() => this.#flush());
+        // After this turn's I/O, not after this microtask: one stream's packets reach the relay one microtask apart
+        // (each read of the stream resumes its reader), and a message to a worker costs about 25 µs whatever it holds.
+        setImmediate(() => this.#flush());
       }
     });
   }

@@ -50,7 +50,7 @@ describe("node/peelPool: peeling relay packets on worker threads", function () {
   this.timeout(60_000);
 
   it("gives, for every packet, what a peel on the calling thread gives: results and errors alike", async () => {
-    const pool = new PeelPool(first.secret, options, 2, log);
+    const pool = new PeelPool(first.secret, options, 2, log, 0); // every quiet packet lone, however fast the worker
     try {
       expect(await pool.whenReady()).to.equal(2);
       const batch = packets(40);
@@ -70,6 +70,26 @@ describe("node/peelPool: peeling relay packets on worker threads", function () {
     }
   });
 
+  it("sends packets that come one after another to the workers even when each finds them idle; a lone one stays here", async () => {
+    // One at a time, each once the one before is answered (the pool idle every time), as a single stream feeds a
+    // relay: all but the first go to the worker while they come within the gap (a long one here, so timing cannot
+    // matter), and none with no gap (every packet is then a lone one).
+    const sequence = packets(8);
+    for (const [gapMs, toWorkers] of [
+      [60_000, sequence.length - 1],
+      [0, 0],
+    ]) {
+      const pool = new PeelPool(first.secret, options, 1, log, gapMs);
+      try {
+        expect(await pool.whenReady()).to.equal(1);
+        for (const packet of sequence) expect(await outcome(pool.peel(packet))).to.deep.equal(inline(packet));
+        expect(pool.workerPeels, `gap ${gapMs} ms`).to.equal(toWorkers);
+      } finally {
+        await pool.stop();
+      }
+    }
+  });
+
   it("peels on the calling thread with no workers, and hands back what a stopped pool's workers held", async () => {
     const none = new PeelPool(first.secret, options, 0, log);
     const batch = packets(4);
@@ -86,9 +106,10 @@ describe("node/peelPool: peeling relay packets on worker threads", function () {
     expect(pool.activeWorkers).to.equal(0);
   });
 
-  it("refuses a worker count that is not a whole number >= 0", () => {
+  it("refuses a worker count that is not a whole number >= 0, and a negative gap", () => {
     for (const bad of [-1, 1.5, Number.NaN]) {
       expect(() => new PeelPool(first.secret, options, bad, log)).to.throw(RangeError, /whole number of workers/);
     }
+    expect(() => new PeelPool(first.secret, options, 1, log, -1)).to.throw(RangeError, /inlineGapMs/);
   });
 });

@@ -15,7 +15,6 @@
  * the constructor.
  */
 import { x25519 } from "@noble/curves/ed25519.js";
-import { bytesToHex } from "@noble/hashes/utils.js";
 import type { Connection, Libp2p, PeerId, Stream } from "@libp2p/interface" with {
   "resolution-mode": "import",
 };
@@ -244,7 +243,7 @@ export class EdgeRelay {
     this.knownPeers.clear();
     for (const [id, multiaddrs] of this.init.peers ?? new Map<string, readonly Multiaddr[]>()) {
       const peerId = peerIdFromString(id);
-      this.knownPeers.set(bytesToHex(peerId.toMultihash().bytes), { peerId, multiaddrs });
+      this.knownPeers.set(hexOf(peerId.toMultihash().bytes), { peerId, multiaddrs });
     }
     this.controller = new AbortController();
     this.peeler = new PeelPool(
@@ -402,7 +401,7 @@ export class EdgeRelay {
 
   /** The next hop named by a forward layer: the static map first, then discovery. */
   private nextHop(multihash: Uint8Array): KnownPeer | undefined {
-    const known = this.knownPeers.get(bytesToHex(multihash));
+    const known = this.knownPeers.get(hexOf(multihash));
     if (known !== undefined) return known;
     const helpers = this.helpers;
     if (this.init.resolvePeer === undefined || helpers === undefined) return undefined;
@@ -642,6 +641,11 @@ export class EdgeRelay {
     if (this.records.length >= MAX_HOP_RECORDS) this.records.shift();
     this.records.push(record);
   }
+}
+
+/** Lower-case hex of `bytes`, through Buffer (a packet's next hop is looked up this way: noble's loop is 10x slower). */
+function hexOf(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

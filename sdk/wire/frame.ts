@@ -154,8 +154,11 @@ export function encodeFrames(type: number, bodies: readonly Uint8Array[], maxFra
   return out;
 }
 
-/** A chunk as libp2p streams deliver it: a Uint8Array, or a Uint8ArrayList (anything with `subarray()`). */
-export type StreamChunk = Uint8Array | { subarray(): Uint8Array };
+/**
+ * A chunk as libp2p streams deliver it: a Uint8Array, or a Uint8ArrayList (anything with `subarray()`; a list's
+ * parts are read one by one when it yields them, instead of being joined into one copy first).
+ */
+export type StreamChunk = Uint8Array | { subarray(): Uint8Array; [Symbol.iterator]?(): Iterator<Uint8Array> };
 
 /**
  * An incremental frame decoder. Feed it chunks as they arrive with `push`; it returns the frames completed by each
@@ -188,8 +191,16 @@ export class FrameDecoder {
   /** Consumes a chunk and returns the frames it completes. Throws FrameError on an oversize or empty length. */
   push(chunk: StreamChunk): Frame[] {
     if (this.failed !== undefined) throw this.failed;
-    const bytes = chunk instanceof Uint8Array ? chunk : chunk.subarray();
     const frames: Frame[] = [];
+    if (chunk instanceof Uint8Array) this.consume(chunk, frames);
+    else if (chunk[Symbol.iterator] !== undefined) {
+      for (const part of chunk as Iterable<Uint8Array>) this.consume(part, frames);
+    } else this.consume(chunk.subarray(), frames);
+    return frames;
+  }
+
+  /** Reads `bytes` on from where the previous bytes left off, adding the frames they complete to `frames`. */
+  private consume(bytes: Uint8Array, frames: Frame[]): void {
     let offset = 0;
     while (offset < bytes.length) {
       if (this.frame === undefined) {
@@ -221,7 +232,6 @@ export class FrameDecoder {
         this.frame = undefined;
       }
     }
-    return frames;
   }
 
   /** Call when the stream ended: throws FrameError("FRAME_TRUNCATED") if it ended inside a frame. */

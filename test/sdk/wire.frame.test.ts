@@ -96,6 +96,22 @@ describe("sdk/wire frame: length-prefixed frames", () => {
     expect(decoder.push({ subarray: () => bytes })).to.have.length(1);
   });
 
+  it("reads a Uint8ArrayList's parts one by one, without joining them, frames cut across parts included", () => {
+    const bytes = Buffer.concat([encodeFrame(5, Uint8Array.of(9, 8, 7), 64), encodeFrame(6, Uint8Array.of(1), 64)]);
+    const parts = [bytes.subarray(0, 3), bytes.subarray(3, 9), bytes.subarray(9)];
+    const list = {
+      subarray: (): Uint8Array => expect.fail("the decoder joined the list's parts into one copy"),
+      *[Symbol.iterator]() {
+        yield* parts;
+      },
+    };
+    const frames = new FrameDecoder(64).push(list);
+    expect(frames.map((f) => [f.type, Array.from(f.body)])).to.deep.equal([
+      [5, [9, 8, 7]],
+      [6, [1]],
+    ]);
+  });
+
   it("refuses an oversize length from its 4-byte prefix alone, before any body arrives", () => {
     const decoder = new FrameDecoder(MAX_FRAME_BYTES[PREKEYS_PROTOCOL]);
     expectFrameError(() => decoder.push(Uint8Array.of(0xff, 0xff, 0xff, 0xff)), "FRAME_TOO_LARGE");

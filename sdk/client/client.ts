@@ -116,9 +116,10 @@ export const DEFAULT_DEVICE_FUNDING = parseEther("0.01");
 const DEVICE_LINK_MAX_AGE_MS = 30_000;
 /**
  * Storage prefix of the group records: net/g/<group id hex> = GROUP_RECORD_MAGIC (4) || admin (20) || membership
- * version (4) || flags (1: bit 0, `writerLost`) || member count (1) || members (20 each) || owed count (2) || participants owed this client's key (20
- * each) || the serialized GroupSession. Short, because storage keys
- * are at most 120 characters.
+ * version (4) || flags (1: bit 0, `writerLost`; bit 1, a pending list follows) || member count (1) || members (20
+ * each) || owed count (2) || participants owed this client's key (20 each) || [pending list: version (4) || lead epoch
+ * (4) || member count (1) || members (20 each)] || the serialized GroupSession. Short, because storage keys are at
+ * most 120 characters. A record without bit 1 reads as before, so the pending list needs no new layout.
  */
 const GROUPS_PREFIX = "net/g/";
 /** First bytes of a group record with an admin, a version and the owed set ("SNG" 3): older layouts lack them. */
@@ -177,6 +178,11 @@ export const KEY_REQUEST_INTERVAL_MS = 60_000;
 export const KEY_REQUEST_DELAY_MS = 1_000;
 /** (group, account) pairs whose last key request is remembered: bounds what a flood of requests takes in memory. */
 const KEY_REQUESTS_TRACKED = 1024;
+/**
+ * How long `stop()` waits for the group fan-outs still running (`sendToGroup` outside the group's lock): a send to
+ * a node that does not answer would otherwise hold the stop for its whole dial timeout.
+ */
+const STOP_FAN_OUT_WAIT_MS = 5_000;
 /**
  * Looks for a new backup's chunks in the inbox, BACKUP_CONFIRM_DELAY_MS apart, before its pointer is set (and for the
  * chunks of the backup to restore): 10 s in all covers the hops and the replication.
@@ -405,6 +411,20 @@ interface GroupState {
    * change from a stale version would be ignored by the others, or bring back a member it had removed).
    */
   writerLost: boolean;
+  /**
+   * A list from the admin this client followed on the receive path but could not store (its rekey failed: a storage
+   * error). Until it is, the members it drops still hold this client's key and would be sent its messages, so the
+   * next `sendToGroup`, key request answer, list from the admin and `start` complete it first (`#settleList`), and a
+   * send whose completion fails throws before anything leaves. Stored with the group when it can be.
+   */
+  pending?: PendingList;
+}
+
+/** A member list from the admin not yet applied (`GroupState.pending`), with the epoch of the admin's key. */
+interface PendingList {
+  readonly members: readonly string[];
+  readonly version: number;
+  readonly leadEpoch: number;
 }
 
 /** What `groupInfo` tells an app about a group. */
@@ -468,6 +488,30 @@ interface BillCounter {
  */
 type FailureMode = "throw" | "report" | "collect";
 
+/**
+ * One group message, planned under the group's lock by `sendToGroup` and fanned out after it (`#fanOut`); or a key
+ * request's answer, the key alone (`to` empty).
+ */
+interface GroupSendPlan {
+  readonly id: string;
+  /** The group's state when planned: the owed set is updated after the fan-out only if it is still the group's. */
+  readonly state: GroupState;
+  /** The epoch of this client's sender key when planned: a rekey since makes the key sent with this message old. */
+  readonly epoch: number;
+  /** Participants owed this client's key (devices linked since among them): it goes to each before the message. */
+  readonly keyTo: readonly string[];
+  /** The GROUP_KEY content for `keyTo` (this client's key at the message's chain step); wiped after the fan-out. */
+  readonly keyContent?: Uint8Array;
+  /** Every participant acting for a current member, the message's recipients. */
+  readonly to: readonly string[];
+  /** The member each of `keyTo` and `to` acts for, to check it is still one when its turn comes (`#stillRecipient`). */
+  readonly memberOf: ReadonlyMap<string, string>;
+  /** The GROUP_MESSAGE content. */
+  readonly body: Uint8Array;
+  /** The sender-key message. */
+  readonly ciphertext: Uint8Array;
+}
+
 const asNode = (info: EdgeNodeInfo): NodeAddress => ({ peerId: info.peerId, multiaddrs: info.multiaddrs });
 
 /** A chat client bound to one wallet. Create with `SendingClient.create`, then `register`, `start`, `send`. */
@@ -506,6 +550,12 @@ export class SendingClient {
   readonly #keyRequestTimers = new Set<NodeJS.Timeout>();
   /** The tail of each group's changes: one change at a time per group, receive path and API calls alike. */
   readonly #groupLocks = new Map<string, Promise<unknown>>();
+  /**
+   * The tail of each group's message fan-outs (`sendToGroup`), outside the group's lock: they leave in the order
+   * their messages were encrypted, so a key sent with a later message (a later chain step) never overtakes an
+   * earlier message to the same participant, which could then not be opened (chains only move forward).
+   */
+  readonly #groupFanOuts = new Map<string, Promise<unknown>>();
   /** The user's wallet when this client is a device of it (`createDevice`). */
   #owner: { readonly signer: Signer; readonly address: string } | undefined;
   readonly #ownerOf = new Map<string, { readonly owner: string | undefined; readonly at: number }>();
@@ -897,25 +947,42 @@ export class SendingClient {
   /**
    * Starts receiving: drains each home node's inbox with FETCH (messages stored while offline), then keeps a live
    * SUBSCRIBE to each, reconnecting with backoff until `stop()`. Resolves once the drain is done and the subscriptions
-   * are opening.
+   * are opening. First, a group list followed before but not stored (a storage failure) is completed; a failure there
+   * is an "error" event (the next `sendToGroup` tries again, and throws it).
    */
   async start(options: ClientCallOptions = {}): Promise<void> {
     if (this.#stopped) throw new ClientError("Stopped", "SendingClient.start: the client was stopped");
     if (this.#running !== undefined) return;
     if (this.#homeNodes.length === 0) await this.#loadHomeNodes();
+    // A list followed before the last stop whose change could not be stored is completed before anything is read.
+    for (const [id, state] of this.#groups) {
+      if (state.pending === undefined) continue;
+      await this.#withGroup(id, () => this.#settleList(state)).catch((error: Error) => this.#emit("error", error));
+    }
     await this.sync(options);
     this.#running = new AbortController();
     const signal = this.#running.signal;
     this.#subscriptions = this.#homeNodes.map((node) => this.#subscribeLoop(node, signal));
   }
 
-  /** Stops receiving, waits for the work in flight (bills included) and closes the libp2p host. */
+  /**
+   * Stops receiving, waits for the work in flight (bills included; group fan-outs and key answers at most
+   * STOP_FAN_OUT_WAIT_MS) and closes the libp2p host.
+   */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#running?.abort(new ClientError("Stopped", "SendingClient: stopped"));
     await Promise.allSettled(this.#subscriptions);
     await this.#queue.catch(() => undefined);
+    // Fan-outs run outside the group's lock and the receive queue; what is still waiting on the network after the
+    // bound is cut off by the host's stop, and stores nothing after it (`#owedAfterSend`, the key answers check).
+    let bound: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.allSettled([...this.#groupFanOuts.values()]),
+      new Promise((resolve) => (bound = setTimeout(resolve, STOP_FAN_OUT_WAIT_MS))),
+    ]);
+    clearTimeout(bound);
     clearTimeout(this.#prekeyTimer);
     this.#prekeyTimer = undefined;
     for (const timer of this.#keyRequestTimers) clearTimeout(timer);
@@ -1130,7 +1197,7 @@ export class SendingClient {
         return;
       }
       case ContentKind.GROUP_KEY_REQUEST:
-        await this.#withGroup(toHex(content.groupId), () => this.#onKeyRequest(from, content.groupId));
+        await this.#onKeyRequest(from, content.groupId);
         return;
     }
   }
@@ -1234,22 +1301,65 @@ export class SendingClient {
   /**
    * A participant asks for this client's sender key: it got a group message it could not open. Answered (a GROUP_KEY
    * with the current key and list) only if this client is in the group and the requester acts for a current member
-   * (a device linked since joins the session first), at most once per KEY_REQUEST_INTERVAL_MS per requester.
+   * (of the stored list, and of a pending one: `GroupState.pending`), at most once per KEY_REQUEST_INTERVAL_MS per
+   * requester; both checked before anything else, so that no one else can make this client retry a pending list
+   * (chain reads, stores). Then, under the group's lock, a pending list is completed (a member it drops is not
+   * answered), a device linked since joins the session (owed the key), and the key at the current chain step is
+   * taken and queued behind the group's fan-outs (`#queueFanOut`), like a group message: taken and queued under the
+   * same lock, the keys leave in the order of their chain steps. The receive path does not wait for the send; its
+   * failures are "error" events.
    */
   async #onKeyRequest(from: string, groupId: Uint8Array): Promise<void> {
     const id = toHex(groupId);
-    const state = this.#groups.get(id);
-    if (state === undefined) {
+    const known = this.#groups.get(id);
+    if (known === undefined) {
       throw new ClientError("UnknownGroup", `SendingClient: a key request from ${from} for group ${id}, not joined`);
     }
-    if (!state.members.includes(await this.#actingUser(from))) {
+    const user = await this.#actingUser(from);
+    // The admin's newest word: a pending list (completed before the answer) over the stored one.
+    const isMember = (state: GroupState) => (state.pending?.members ?? state.members).includes(user);
+    if (!isMember(known)) {
       throw new ClientError("NotMember", `SendingClient: a key request for group ${id} from ${from}, no member's`);
     }
     if (!this.#due(this.#answeredKeys, `${id}:${from}`)) return;
-    const unreached = state.session.members.includes(from)
-      ? await this.#distribute(state, state.session.distributionMessage(), [from], {}, "collect")
-      : await this.#addParticipants(state, [from], {}, "collect");
-    for (const u of unreached) this.#emit("error", u.error);
+    await this.#withGroup(id, async () => {
+      const state = this.#groups.get(id);
+      if (this.#stopped || state === undefined) return;
+      await this.#settleList(state); // a member the admin dropped must not be sent the key this client still has
+      if (!isMember(state)) return; // removed since the request came
+      if (!state.session.members.includes(from)) {
+        state.session.addMember(from).fill(0);
+        state.owed.add(from); // until the answer reaches it (`#owedAfterSend`)
+        await this.#saveGroup(id);
+      }
+      const plan: GroupSendPlan = {
+        id,
+        state,
+        epoch: state.session.epoch,
+        keyTo: [from],
+        keyContent: this.#groupKeyContent(state),
+        to: [],
+        memberOf: new Map([[from, user]]),
+        body: new Uint8Array(0),
+        ciphertext: new Uint8Array(0),
+      };
+      void this.#queueFanOut(id, () => this.#fanOut(plan, {})).then(
+        (answered) => answered.unreached.forEach((u) => this.#emit("error", u.error)),
+        (error: Error) => this.#emit("error", error),
+      );
+    });
+  }
+
+  /** The GROUP_KEY content with this client's sender key at its current chain step and the group's list. */
+  #groupKeyContent(state: GroupState): Uint8Array {
+    return encodeContent({
+      kind: ContentKind.GROUP_KEY,
+      groupId: state.session.groupId,
+      admin: state.admin,
+      version: state.version,
+      members: state.members,
+      distribution: state.session.distributionMessage(),
+    });
   }
 
   /**
@@ -1605,6 +1715,37 @@ export class SendingClient {
   }
 
   /**
+   * Queues `task` behind the fan-outs of group `id` (`#groupFanOuts`): it starts once every one queued before it is
+   * done, so that what it sends cannot overtake a message (and the key sent with it) planned before.
+   */
+  #queueFanOut<T>(id: string, task: () => Promise<T>): Promise<T> {
+    const run = (this.#groupFanOuts.get(id) ?? Promise.resolve()).then(task);
+    const tail = run.catch(() => undefined);
+    this.#groupFanOuts.set(id, tail);
+    void tail.then(() => {
+      if (this.#groupFanOuts.get(id) === tail) this.#groupFanOuts.delete(id);
+    });
+    return run;
+  }
+
+  /**
+   * Runs `change` on group `id` under its lock (`#withGroup`) once no fan-out of the group is running: a change sends
+   * this client's key at its current chain step, which must not reach a participant before the key of a message
+   * planned earlier (that key would then be ignored as already held, and the message could not be opened). The
+   * fan-outs are awaited outside the lock (a fan-out retakes the lock when it ends), and checked again under it: a
+   * send planned meanwhile sends the change back to waiting. While `change` holds the lock no fan-out can start.
+   */
+  async #withGroupAfterFanOuts<T>(id: string, change: () => Promise<T>): Promise<T> {
+    for (;;) {
+      await this.#groupFanOuts.get(id);
+      const outcome = await this.#withGroup(id, async () =>
+        this.#groupFanOuts.has(id) ? undefined : { value: await change() },
+      );
+      if (outcome !== undefined) return outcome.value;
+    }
+  }
+
+  /**
    * Creates a group with `members` (addresses; this client's user is added), whose admin is this client's user (on
    * a device client, the wallet's account: it alone changes the membership later), at membership version 0, and sends this client's sender key to every other participant (each member's account and
    * linked devices, this user's other clients included) over the pairwise sessions; each of them answers with its
@@ -1693,11 +1834,15 @@ export class SendingClient {
       .bytes(GROUP_RECORD_MAGIC)
       .bytes(getBytes(state.admin))
       .u32(next?.version ?? state.version)
-      .u8(state.writerLost ? 1 : 0)
+      .u8((state.writerLost ? 1 : 0) | (state.pending !== undefined ? 2 : 0))
       .u8(list.length);
     for (const m of list) record.bytes(getBytes(m));
     record.u16(state.owed.size);
     for (const p of state.owed) record.bytes(getBytes(p));
+    if (state.pending !== undefined) {
+      record.u32(state.pending.version).u32(state.pending.leadEpoch).u8(state.pending.members.length);
+      for (const m of state.pending.members) record.bytes(getBytes(m));
+    }
     const bytes = record.bytes(session).finish();
     try {
       await this.#identity.store.put(GROUPS_PREFIX + id, bytes);
@@ -1734,6 +1879,16 @@ export class SendingClient {
         const members = [...Array(count).keys()].map(() => getAddress(hexlify(r.bytes(20, "member"))));
         const owedCount = r.u16("owed count");
         const owed = new Set([...Array(owedCount).keys()].map(() => getAddress(hexlify(r.bytes(20, "owed")))));
+        let pending: PendingList | undefined;
+        if ((flags & 2) === 2) {
+          const pendingVersion = r.u32("pending version");
+          const leadEpoch = r.u32("pending lead epoch");
+          const pendingCount = r.u8("pending member count");
+          const pendingMembers = [...Array(pendingCount).keys()].map(() =>
+            getAddress(hexlify(r.bytes(20, "pending member"))),
+          );
+          pending = { members: pendingMembers, version: pendingVersion, leadEpoch };
+        }
         const session = GroupSession.deserialize(r.bytes(r.remaining, "session"), this.#sessionOptions());
         this.#groups.set(name.slice(GROUPS_PREFIX.length), {
           session,
@@ -1742,6 +1897,7 @@ export class SendingClient {
           version,
           owed,
           writerLost: (flags & 1) === 1,
+          pending,
         });
       } catch (error) {
         this.#emit("error", error as Error);
@@ -1791,7 +1947,8 @@ export class SendingClient {
    * Sends `content` to each of `to`, every one tried. With `onFailure` "collect", every participant that cannot be
    * reached is listed in `unreached` (nothing thrown or reported). Otherwise a device that cannot be reached is an
    * "error" event; so is a member's account with "report" (the receive path: one unreachable account must not stop
-   * the rest), while with "throw" (an API call) the first such failure is thrown once all were tried.
+   * the rest), while with "throw" (an API call) the first such failure is thrown once all were tried. With
+   * `stillTo`, each participant is checked just before its send and skipped (not listed) when it says no.
    */
   async #sendToParticipants(
     state: GroupState,
@@ -1800,11 +1957,13 @@ export class SendingClient {
     options: ClientCallOptions,
     onFailure: FailureMode,
     onEach?: (participant: string, reached: boolean) => void,
+    stillTo?: (participant: string) => boolean,
   ): Promise<SendResult & { unreached: UnreachedParticipant[] }> {
     const result: SendResult & { unreached: UnreachedParticipant[] } = { messageIds: [], routes: [], unreached: [] };
     let failure: unknown;
     for (const participant of to) {
       if (participant === this.address) continue;
+      if (stillTo !== undefined && !stillTo(participant)) continue; // removed since `to` was taken: not sent, not owed
       try {
         const sent = await this.#sendContent(participant, content, options);
         result.messageIds.push(...sent.messageIds);
@@ -2326,14 +2485,45 @@ export class SendingClient {
    * Follows a member list from the admin's own account, by its membership version. The admin's account is the one
    * writer, so its versions order every change: a newer list is taken whole (`#applyMembers`, "later": nothing fans
    * out on the receive path), an older or equal one changes nothing (only its key counted). After, the keys held for
-   * members the list added are taken.
+   * members the list added are taken. A list still pending (`GroupState.pending`) is the admin's word too: the newer
+   * of the two is followed.
    */
   async #followList(state: GroupState, key: GroupKeyContent): Promise<void> {
-    if (key.version <= state.version) return; // as old as what this client has, or older: only its key counted
-    const target = { members: [...key.members], version: key.version };
+    const offered = { members: [...key.members], version: key.version, leadEpoch: distributionEpoch(key.distribution) };
+    const pending = state.pending;
+    await this.#followTo(state, pending !== undefined && pending.version >= offered.version ? pending : offered);
+  }
+
+  /**
+   * Completes the list this client followed on the receive path but could not store (`GroupState.pending`), if any:
+   * before anything of this client's goes to the group, so that no member that list drops is sent it. Throws what
+   * the completion threw (the list stays pending).
+   */
+  async #settleList(state: GroupState): Promise<void> {
+    if (state.pending !== undefined) await this.#followTo(state, state.pending);
+  }
+
+  /**
+   * Moves the group to the admin's list `target` if it is newer than the local version (`#applyMembers`, "later").
+   * When that fails before the change is stored (the store, a chain read), the list becomes pending
+   * (`GroupState.pending`, stored with the old session when the store takes it) and the failure is thrown: a removal
+   * learned here must not be forgotten until the next change, since this client would go on sending to the removed
+   * member. A SenderKeyError (the session refused the change: no retry would do better) is only thrown, so that one
+   * such list cannot stop this client from ever sending to the group again.
+   */
+  async #followTo(state: GroupState, target: PendingList): Promise<void> {
+    if (target.version <= state.version) return; // as old as what this client has, or older: only its key counted
+    const id = toHex(state.session.groupId);
     const added = target.members.some((m) => !state.members.includes(m));
-    const leadEpoch = distributionEpoch(key.distribution);
-    await this.#applyMembers(state, target, {}, "report", { leadEpoch, announce: "later" });
+    try {
+      await this.#applyMembers(state, target, {}, "report", { leadEpoch: target.leadEpoch, announce: "later" });
+    } catch (error) {
+      if (!(error instanceof SenderKeyError)) {
+        state.pending = target;
+        await this.#saveGroup(id).catch((e: Error) => this.#emit("error", e)); // kept in memory if this fails too
+      }
+      throw error;
+    }
     if (added) {
       await this.#takeHeldKeys(state, "keep");
       await this.#saveGroup(toHex(state.session.groupId));
@@ -2382,8 +2572,11 @@ export class SendingClient {
     const rekeyTo = removed.length > 0 ? Math.max(epoch + 1, lead) : lead > epoch ? lead : undefined;
     const before = state.session.serialize();
     const owedBefore = [...state.owed];
+    const pendingBefore = state.pending;
     let fresh: Uint8Array | undefined;
     try {
+      // A pending list at or below this version is done with once this change is stored (stored without it).
+      if (pendingBefore !== undefined && pendingBefore.version <= target.version) state.pending = undefined;
       if (rekeyTo !== undefined) fresh = state.session.rekey(leaving, rekeyTo);
       for (const p of joining) state.session.addMember(p);
       for (const p of state.owed) if (!state.session.members.includes(p)) state.owed.delete(p);
@@ -2396,6 +2589,7 @@ export class SendingClient {
       state.session = GroupSession.deserialize(before, this.#sessionOptions());
       state.owed.clear();
       for (const p of owedBefore) state.owed.add(p);
+      state.pending = pendingBefore;
       fresh?.fill(0);
       throw error;
     } finally {
@@ -2419,23 +2613,6 @@ export class SendingClient {
     } finally {
       fresh?.fill(0);
     }
-  }
-
-  /**
-   * Adds participants to a group's session (no rekey), stores it, and sends each this client's current sender key.
-   * Returns those the key could not reach, with `onFailure` "collect".
-   */
-  async #addParticipants(
-    state: GroupState,
-    joining: readonly string[],
-    options: ClientCallOptions,
-    onFailure: FailureMode,
-  ): Promise<readonly UnreachedParticipant[]> {
-    if (joining.length === 0) return [];
-    let mine: Uint8Array | undefined;
-    for (const p of joining) mine = state.session.addMember(p);
-    await this.#saveGroup(toHex(state.session.groupId));
-    return this.#distribute(state, mine!, joining, options, onFailure);
   }
 
   /**
@@ -2475,7 +2652,7 @@ export class SendingClient {
   async addGroupMember(groupId: string, member: string, options: ClientCallOptions = {}): Promise<void> {
     const id = normalizeGroupId(groupId);
     const added = getAddress(member);
-    await this.#withGroup(id, async () => {
+    await this.#withGroupAfterFanOuts(id, async () => {
       const state = this.#groupToChange(id, "addGroupMember");
       if (state.members.includes(added)) {
         throw new ClientError("AlreadyMember", `addGroupMember: ${added} is already a member of group ${id}`);
@@ -2503,7 +2680,7 @@ export class SendingClient {
   async removeGroupMember(groupId: string, member: string, options: ClientCallOptions = {}): Promise<void> {
     const id = normalizeGroupId(groupId);
     const removed = getAddress(member);
-    await this.#withGroup(id, async () => {
+    await this.#withGroupAfterFanOuts(id, async () => {
       const state = this.#groupToChange(id, "removeGroupMember");
       if (!state.members.includes(removed)) {
         throw new ClientError("NotMember", `removeGroupMember: ${removed} is not a member of group ${id}`);
@@ -2523,9 +2700,12 @@ export class SendingClient {
    * Sends a text or binary message to the group: one sender-key encryption, carried inside the pairwise session to
    * each other participant acting for a current member (every member's account and linked devices, this user's other
    * clients included; a device linked since the last message gets this client's key first). Receivers show a
-   * device's message as its user's. Throws ClientError("UnknownGroup" | "MessageTooLarge") before anything is sent;
-   * a participant (a member's account or a device) that cannot be reached does not make it throw: the others got the
-   * message, so it resolves and lists that participant in `unreached` (an app retries it alone, or tells the user).
+   * device's message as its user's. Throws ClientError("UnknownGroup" | "MessageTooLarge") before anything is sent,
+   * and, also before anything is sent, the failure of a pending list's completion (a removal followed on the receive
+   * path whose store failed: `GroupState.pending`) or of the group's store; a participant (a member's account or a
+   * device) that cannot be reached does not make it throw: the others got the message, so it resolves and lists that
+   * participant in `unreached` (an app retries it alone, or tells the user). The group's lock is held only while the
+   * message is planned (`#planGroupSend`), not during the network fan-out (`#fanOut`).
    */
   async sendToGroup(
     groupId: string,
@@ -2537,41 +2717,121 @@ export class SendingClient {
     if (plaintext.length > MAX_GROUP_MESSAGE_BYTES) {
       throw new ClientError("MessageTooLarge", `sendToGroup: at most ${MAX_GROUP_MESSAGE_BYTES} bytes`);
     }
-    return this.#withGroup(id, async () => {
-      const state = this.#groups.get(id);
-      if (state === undefined) throw new ClientError("UnknownGroup", `sendToGroup: not in group ${id}`);
-      const participants = await this.#participantsOf(state.members);
-      // Checked against the live member list after the chain reads: only accounts acting for a member now count.
-      const current = [...participants].filter(([, member]) => state.members.includes(member)).map(([p]) => p);
-      // A device linked to a member since the last message gets this client's key first, so it reads this one.
-      const joining = current.filter((p) => !state.session.members.includes(p));
-      const keyless = [...(await this.#addParticipants(state, joining, options, "collect"))];
-      // Participants owed this client's key (it joined, or followed a change, on the receive path) get it first too;
-      // one it does not reach stays owed, for the next message.
-      const owed = current.filter(
-        (p) => state.owed.has(p) && state.session.members.includes(p) && !joining.includes(p),
-      );
-      if (owed.length > 0) {
-        keyless.push(...(await this.#distribute(state, state.session.distributionMessage(), owed, options, "collect")));
-      }
-      const ciphertext = state.session.encrypt(plaintext);
-      await this.#saveGroup(id); // before anything leaves: a restart must never reuse this chain step
-      const body = encodeContent({
-        kind: ContentKind.GROUP_MESSAGE,
-        groupId: state.session.groupId,
-        message: ciphertext,
-      });
-      // A participant the key did not reach could not read the message: it is listed once, as not reached.
-      const missed = new Set(keyless.map((u) => u.participant));
-      const to = state.session.members.filter((p) => current.includes(p) && !missed.has(p));
-      const sent = await this.#sendToParticipants(state, to, body, options, "collect");
+    // Under the group's lock only what must not interleave with a change: the list completed, the recipients read,
+    // the devices linked since added, the message encrypted and the chain step stored. The fan-out goes after, so
+    // that the group's receive path (and the client's receive queue behind it) does not wait for a large group's
+    // network sends. Fan-outs of one group still leave one after another, in the order of their chain steps.
+    const { done } = await this.#withGroup(id, async () => {
+      const plan = await this.#planGroupSend(id, plaintext);
+      // Not awaited here: the lock goes as soon as the message is planned.
+      return { done: this.#queueFanOut(id, () => this.#fanOut(plan, options)) };
+    });
+    return done;
+  }
+
+  /**
+   * The locked part of `sendToGroup`: completes a pending list first (`#settleList`: its failure is thrown, nothing
+   * is sent), reads the participants from the DIDs and keeps those acting for a current member, adds devices linked
+   * since to the session (owed this client's key, like the participants owed it already), takes the key to send them
+   * and encrypts the message, and stores the group before anything leaves (a restart must never reuse a chain step).
+   */
+  async #planGroupSend(id: string, plaintext: Uint8Array): Promise<GroupSendPlan> {
+    const state = this.#groups.get(id);
+    if (state === undefined) throw new ClientError("UnknownGroup", `sendToGroup: not in group ${id}`);
+    await this.#settleList(state); // a member the admin dropped must never be sent this message
+    const participants = await this.#participantsOf(state.members);
+    // Checked against the live member list after the chain reads: only accounts acting for a member now count.
+    const current = [...participants].filter(([, member]) => state.members.includes(member)).map(([p]) => p);
+    // A device linked to a member since the last message gets this client's key first, so it reads this one. It is
+    // owed the key until a send reaches it, as is a participant owed it from the receive path (a join, a list).
+    for (const p of current.filter((q) => !state.session.members.includes(q))) {
+      state.session.addMember(p).fill(0);
+      state.owed.add(p);
+    }
+    const keyTo = current.filter((p) => state.owed.has(p) && state.session.members.includes(p));
+    // This client's key at the step this message is encrypted at.
+    const keyContent = keyTo.length === 0 ? undefined : this.#groupKeyContent(state);
+    const ciphertext = state.session.encrypt(plaintext);
+    await this.#saveGroup(id); // before anything leaves: a restart must never reuse this chain step
+    const body = encodeContent({
+      kind: ContentKind.GROUP_MESSAGE,
+      groupId: state.session.groupId,
+      message: ciphertext,
+    });
+    const to = state.session.members.filter((p) => current.includes(p));
+    return { id, state, epoch: state.session.epoch, keyTo, keyContent, to, memberOf: participants, body, ciphertext };
+  }
+
+  /**
+   * The network part of `sendToGroup`, outside the group's lock: this client's key to the participants owed it,
+   * then the message to every recipient the key did not miss (one it missed could not read the message: it is
+   * listed once, in `unreached`). Then, under the lock again, a participant the key reached is no longer owed it and
+   * one it missed still is (stored), unless a rekey came meanwhile (its key is then no longer the current one).
+   */
+  async #fanOut(plan: GroupSendPlan, options: ClientCallOptions): Promise<GroupSendResult> {
+    const stillTo = (p: string) => this.#stillRecipient(plan, p);
+    const reached: string[] = [];
+    const missed = new Set<string>();
+    try {
+      const keys =
+        plan.keyContent === undefined
+          ? []
+          : (
+              await this.#sendToParticipants(
+                plan.state,
+                plan.keyTo,
+                plan.keyContent,
+                options,
+                "collect",
+                (p, ok) => (ok ? reached.push(p) : missed.add(p)),
+                stillTo,
+              )
+            ).unreached;
+      const to = plan.to.filter((p) => !missed.has(p));
+      const sent = await this.#sendToParticipants(plan.state, to, plan.body, options, "collect", undefined, stillTo);
       return {
         messageIds: sent.messageIds,
         routes: sent.routes,
-        ciphertext,
-        unreached: [...keyless, ...sent.unreached],
+        ciphertext: plan.ciphertext,
+        unreached: [...keys, ...sent.unreached],
       };
-    });
+    } finally {
+      plan.keyContent?.fill(0);
+      if (reached.length > 0 || missed.size > 0) {
+        await this.#withGroup(plan.id, () => this.#owedAfterSend(plan, reached, missed)).catch((error: Error) =>
+          this.#emit("error", error),
+        );
+      }
+    }
+  }
+
+  /**
+   * Whether participant `p` of a planned group message (`#fanOut`) may still be sent it (and the key with it), checked
+   * just before its send: the fan-out runs outside the group's lock, so a removal (an API call, or a list followed on
+   * the receive path, applied or still pending) may have come since the plan. Only a participant of the same group
+   * state, still in the session and acting for a member of the live list (and of a pending list) is.
+   */
+  #stillRecipient(plan: GroupSendPlan, p: string): boolean {
+    const state = this.#groups.get(plan.id);
+    const member = plan.memberOf.get(p);
+    return (
+      state === plan.state &&
+      member !== undefined &&
+      state.session.members.includes(p) &&
+      state.members.includes(member) &&
+      (state.pending === undefined || state.pending.members.includes(member))
+    );
+  }
+
+  /** Notes who got this client's key with a group message (`#fanOut`), under the group's lock, and stores it. */
+  async #owedAfterSend(plan: GroupSendPlan, reached: readonly string[], missed: ReadonlySet<string>): Promise<void> {
+    const state = this.#groups.get(plan.id);
+    if (this.#stopped) return; // stop() waited for this fan-out no longer: nothing is stored after it
+    if (state !== plan.state || state.session.epoch !== plan.epoch) return; // left, or rekeyed: owed the new key
+    const before = [...state.owed].join();
+    for (const p of reached) state.owed.delete(p);
+    for (const p of missed) if (state.session.members.includes(p)) state.owed.add(p);
+    if ([...state.owed].join() !== before) await this.#saveGroup(plan.id);
   }
 
   /**

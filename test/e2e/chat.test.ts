@@ -7,7 +7,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { deployProtocolFixture } from "../fixtures/protocol";
-import { startRegisteredEdgeNodes } from "../fixtures/edgeNetwork";
+import { createTestClient, fundedWallet, startRegisteredEdgeNodes } from "../fixtures/edgeNetwork";
 import type { EdgeNode } from "../../node/edge";
 import { DEFAULT_INBOX_QUOTA } from "../../node/inbox";
 import { GroupSession, SenderKeyError } from "../../sdk/crypto/senderKeys";
@@ -102,20 +102,9 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     storage: StorageAdapter = new MemoryStorage(),
     extra: Partial<SendingClientOptions> = {},
   ) {
-    const c = await SendingClient.create({
-      signer,
-      storage,
-      deployment: ctx.deployment,
-      provider: ethers.provider,
-      oneTimePrekeys: 6,
-      // The group tests here are about membership, keys and rekeys once in a group: their clients join at once.
-      // Invitations (the default, "ask") are tested in invitations.test.ts.
-      groupInvitations: "accept",
-      ...extra,
-    });
-    clients.push(c);
-    c.on("error", () => undefined); // background failures are asserted through their effects
-    return c;
+    // The group tests here are about membership, keys and rekeys once in a group: their clients join at once.
+    // Invitations (the default, "ask") are tested in invitations.test.ts.
+    return createTestClient(ctx, clients, signer, storage, { groupInvitations: "accept", ...extra });
   }
 
   /** A second app of `signer`'s wallet: a device account linked both ways, registered on `homeNode` and started. */
@@ -986,8 +975,7 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     for (const m of await Promise.all(fromT)) expect(m.from).to.equal(t.address);
 
     // Someone who acts for no member asks A for its key over a real session: refused, nothing is sent.
-    const stranger = Wallet.createRandom().connect(ethers.provider);
-    await setBalance(stranger.address, parseEther("10"));
+    const stranger = await fundedWallet();
     const outsider = await client(stranger);
     await outsider.register({ homeNodes: [nodes[3].operator] });
     await outsider.start();
@@ -1177,8 +1165,7 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
   });
 
   it("confirms a backup on a client that was never started, past a full batch of parked chunks, and restores a large one", async () => {
-    const wallet = Wallet.createRandom().connect(ethers.provider);
-    await setBalance(wallet.address, parseEther("10"));
+    const wallet = await fundedWallet();
     const olivia = await client(wallet);
     await olivia.register({ homeNodes: [nodes[3].operator] }); // never started: it reads its inbox only when asked
     const recipient = recipientIdOf(wallet.address);

@@ -1,12 +1,11 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
-import { setBalance } from "@nomicfoundation/hardhat-network-helpers";
-import { Wallet, parseEther, type Provider, type Signer, type TransactionRequest } from "ethers";
+import { type Provider, type Signer, type TransactionRequest } from "ethers";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { deployProtocolFixture } from "../fixtures/protocol";
-import { startRegisteredEdgeNodes } from "../fixtures/edgeNetwork";
+import { createTestClient, fundedWallet, startRegisteredEdgeNodes } from "../fixtures/edgeNetwork";
 import type { EdgeNode } from "../../node/edge";
 import { SenderKeyError } from "../../sdk/crypto/senderKeys";
 import { MemoryStorage, StorageError, type StorageAdapter } from "../../sdk/storage";
@@ -106,31 +105,13 @@ describe("e2e: groups recover from failed stores, send outside their lock, and r
     storage: StorageAdapter = new MemoryStorage(),
     extra: Partial<SendingClientOptions> = {},
   ) {
-    const c = await SendingClient.create({
-      signer,
-      storage,
-      deployment: ctx.deployment,
-      provider: ethers.provider,
-      oneTimePrekeys: 6,
-      // About membership, keys and rekeys once in a group: the clients join at once (invitations.test.ts tests "ask").
-      groupInvitations: "accept",
-      ...extra,
-    });
-    clients.push(c);
-    c.on("error", () => undefined); // background failures are asserted through their effects
-    return c;
-  }
-
-  /** A new funded wallet. */
-  async function wallet(): Promise<Signer> {
-    const w = Wallet.createRandom().connect(ethers.provider);
-    await setBalance(w.address, parseEther("10"));
-    return w;
+    // About membership, keys and rekeys once in a group: the clients join at once (invitations.test.ts tests "ask").
+    return createTestClient(ctx, clients, signer, storage, { groupInvitations: "accept", ...extra });
   }
 
   /** A new wallet's client, registered on `home` and started. */
   async function user(home: EdgeNode, storage?: StorageAdapter, extra: Partial<SendingClientOptions> = {}) {
-    const w = await wallet();
+    const w = await fundedWallet();
     const c = await client(w, storage, extra);
     await c.register({ homeNodes: [home.operator] });
     await c.start();
@@ -342,7 +323,7 @@ describe("e2e: groups recover from failed stores, send outside their lock, and r
   });
 
   it("refuses membership changes from an admin account reinstalled with empty storage that rejoined on its device's word", async () => {
-    const aWallet = await wallet();
+    const aWallet = await fundedWallet();
     const a = await client(aWallet);
     await a.register({ homeNodes: [nodes[0].operator] });
     await a.start();

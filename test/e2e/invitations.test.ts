@@ -1,12 +1,11 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
-import { setBalance } from "@nomicfoundation/hardhat-network-helpers";
-import { Wallet, parseEther, type Signer } from "ethers";
+import { Wallet, type Signer } from "ethers";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { deployProtocolFixture } from "../fixtures/protocol";
-import { startRegisteredEdgeNodes } from "../fixtures/edgeNetwork";
+import { createTestClient, fundedWallet, startRegisteredEdgeNodes } from "../fixtures/edgeNetwork";
 import type { EdgeNode } from "../../node/edge";
 import { FileStorage, MemoryStorage, type StorageAdapter } from "../../sdk/storage";
 import {
@@ -69,23 +68,12 @@ describe("e2e: group invitations the user accepts, through real edge nodes on 12
     storage: StorageAdapter = new MemoryStorage(),
     extra: Partial<SendingClientOptions> = {},
   ) {
-    const c = await SendingClient.create({
-      signer,
-      storage,
-      deployment: ctx.deployment,
-      provider: ethers.provider,
-      oneTimePrekeys: 6,
-      ...extra,
-    });
-    clients.push(c);
-    c.on("error", () => undefined); // background failures are asserted through their effects
-    return c;
+    return createTestClient(ctx, clients, signer, storage, extra);
   }
 
   /** A new funded wallet's client, registered on one home node (the nodes in turn) and started. */
   async function user(extra: Partial<SendingClientOptions> = {}, storage?: StorageAdapter) {
-    const wallet = Wallet.createRandom().connect(ethers.provider);
-    await setBalance(wallet.address, parseEther("10"));
+    const wallet = await fundedWallet();
     const c = await client(wallet, storage, extra);
     const home = nodes[homes++ % nodes.length];
     await c.register({ homeNodes: [home.operator] });

@@ -57,6 +57,9 @@ export const MAX_PEEL_BATCH = 32;
  */
 export const INLINE_PEEL_GAP_MS = 1;
 
+/** How long `stop` lets a worker still loading its code finish before terminating it (it takes about a second). */
+export const WORKER_LOAD_WAIT_MS = 10_000;
+
 /** The worker's code beside this file: the .ts one under ts-node (tests, the daemon), else the compiled .js. */
 const WORKER_FILE = path.join(__dirname, `peelWorker${path.extname(__filename)}`);
 
@@ -70,6 +73,8 @@ interface PeelThread {
   readonly worker: Worker;
   ready: boolean;
   dead: boolean;
+  /** Settles once the worker has loaded its code (its 'ready' message), or has failed or exited before. */
+  readonly loaded: Promise<void>;
   /** Packets asked for this turn, sent as one batch at the end of it. */
   queued: Waiter[];
   /** Batches sent and not yet answered. */
@@ -177,13 +182,23 @@ export class PeelPool {
     });
   }
 
-  /** Stops the workers; packets they had not answered are peeled on the calling thread. */
+  /**
+   * Stops the workers; packets they had not answered are peeled on the calling thread. A worker still loading its
+   * code is let finish first (at most WORKER_LOAD_WAIT_MS): Node 20 aborts the whole process ("FATAL ERROR:
+   * v8::Module::IsGraphAsync must be used on an instantiated module") when a worker is terminated while it
+   * require()s an ES module, as this one does @noble's. Seen once in a full test run, where edge nodes stop a second
+   * after their first packet started the worker.
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#workers = 0;
     await Promise.all(
       this.#threads.map(async (thread) => {
         this.#retire(thread);
+        let bound: NodeJS.Timeout | undefined;
+        const late = new Promise<void>((resolve) => (bound = setTimeout(resolve, WORKER_LOAD_WAIT_MS)));
+        await Promise.race([thread.loaded, late]);
+        clearTimeout(bound);
         await thread.worker.terminate();
       }),
     );
@@ -239,10 +254,22 @@ export class PeelPool {
       execArgv: WORKER_FILE.endsWith(".ts") ? ["--require", "ts-node/register/transpile-only"] : [],
     });
     worker.unref(); // a pool never keeps the process alive on its own
-    const thread: PeelThread = { worker, ready: false, dead: false, queued: [], sent: new Map(), outstanding: 0 };
+    let loaded!: () => void;
+    const thread: PeelThread = {
+      worker,
+      ready: false,
+      dead: false,
+      loaded: new Promise<void>((resolve) => (loaded = resolve)),
+      queued: [],
+      sent: new Map(),
+      outstanding: 0,
+    };
+    worker.once("error", () => loaded());
+    worker.once("exit", () => loaded());
     worker.on("message", (message: PeelReply | { ready: true }) => {
       if ("ready" in message) {
         thread.ready = true;
+        loaded();
         return;
       }
       this.#answer(thread, message);

@@ -36,7 +36,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import type { Stream } from "@libp2p/interface" with { "resolution-mode": "import" };
+import type { PeerId, Stream } from "@libp2p/interface" with { "resolution-mode": "import" };
 import { createEdgeHost, type EdgeHost } from "../node/host";
 import { RELAY_MAX_STREAMS } from "../node/relay";
 import { openNodeDatabase } from "../node/db";
@@ -400,13 +400,13 @@ export async function relayFigures(print: (line: string) => void): Promise<void>
           }
         };
       });
-    /** Sends `frames` to the entry on RELAY_STREAMS streams at once; packets the entry refused count as lost. */
-    const sendToEntry = async (frames: readonly Uint8Array[], streams: number) => {
+    /** Sends `frames` to `to` (the entry unless said) on `streams` streams at once; refused packets count as lost. */
+    const sendFrames = async (frames: readonly Uint8Array[], streams: number, to: PeerId = entryId) => {
       const refused = await Promise.all(
         Array.from({ length: streams }, async (_, i) => {
           const mine = frames.filter((_, j) => j % streams === i);
           try {
-            return await writeAll(await sender.libp2p.dialProtocol(entryId, RELAY_PROTOCOL), mine);
+            return await writeAll(await sender.libp2p.dialProtocol(to, RELAY_PROTOCOL), mine);
           } catch (error) {
             // A stream the entry reset (or libp2p's close event thrown as is): its frames count as lost, and the
             // figures say so, instead of the bench stopping.
@@ -424,13 +424,13 @@ export async function relayFigures(print: (line: string) => void): Promise<void>
     // The sink does what the raw stream's reader does, so both runs give this process the same work, and the ratio
     // is the edge node's: does it keep up with what one stream carries?
     const viaSink = await packets([entryHop, hop(sink)], RELAY_PACKETS + 100);
-    await sendToEntry(viaSink.splice(0, 100), 1);
+    await sendFrames(viaSink.splice(0, 100), 1);
     await waitFor(100);
     const profileDir = process.env.SEND_BENCH_NODE_PROFILE;
     if (profileDir !== undefined) await entry.profileStart();
     const start = { delivered, lost, cpu: await entry.cpuMicros(), busy: await entry.busyMicros() };
     let t0 = process.hrtime.bigint();
-    await sendToEntry(viaSink, RELAY_STREAMS);
+    await sendFrames(viaSink, RELAY_STREAMS);
     await waitFor(start.delivered + start.lost + RELAY_PACKETS);
     const relaySeconds = Number(process.hrtime.bigint() - t0) / 1e9;
     if (profileDir !== undefined) {
@@ -467,27 +467,15 @@ export async function relayFigures(print: (line: string) => void): Promise<void>
     let forwardSeconds: number;
     let forwardBusyPerPacket: number;
     try {
-      await sender.libp2p.peerStore.merge(peerIdFromString(forwarder.peerId), {
-        multiaddrs: forwarder.multiaddrs.map((a) => multiaddr(a)),
-      });
-      const forwardTo = async (frames: readonly Uint8Array[], streams: number) => {
-        const refused = await Promise.all(
-          Array.from({ length: streams }, async (_, i) =>
-            writeAll(
-              await sender.libp2p.dialProtocol(peerIdFromString(forwarder.peerId), RELAY_PROTOCOL),
-              frames.filter((_, j) => j % streams === i),
-            ),
-          ),
-        );
-        lost += refused.reduce((a, b) => a + b, 0);
-      };
+      const forwarderId = peerIdFromString(forwarder.peerId);
+      await sender.libp2p.peerStore.merge(forwarderId, { multiaddrs: forwarder.multiaddrs.map((a) => multiaddr(a)) });
       const warm = delivered + lost + 100;
-      await forwardTo(viaSink.slice(0, 100), 1);
+      await sendFrames(viaSink.slice(0, 100), 1, forwarderId);
       await waitFor(warm);
       const target = delivered + lost + RELAY_PACKETS;
       const busy = await forwarder.busyMicros();
       t0 = process.hrtime.bigint();
-      await forwardTo(viaSink, RELAY_STREAMS);
+      await sendFrames(viaSink, RELAY_STREAMS, forwarderId);
       await waitFor(target);
       forwardSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
       forwardBusyPerPacket = ((await forwarder.busyMicros()) - busy) / RELAY_PACKETS;
@@ -500,7 +488,7 @@ export async function relayFigures(print: (line: string) => void): Promise<void>
     const viaExit = await packets(twoHops, RELAY_PACKETS);
     const atExit = delivered + lost + RELAY_PACKETS;
     t0 = process.hrtime.bigint();
-    await sendToEntry(viaExit, RELAY_STREAMS);
+    await sendFrames(viaExit, RELAY_STREAMS);
     await waitFor(atExit);
     const endToEndSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
 
@@ -551,7 +539,7 @@ export async function relayFigures(print: (line: string) => void): Promise<void>
     const replayFrames = await packets(twoHops, CACHED);
     const before = await entry.heapUsed();
     const target = delivered + lost + CACHED;
-    await sendToEntry(replayFrames, RELAY_STREAMS);
+    await sendFrames(replayFrames, RELAY_STREAMS);
     await waitFor(target);
     const relayHeap = (await entry.heapUsed()) - before;
     // The replay cache alone, built as the relay builds it (flat hex strings of 32-byte epks in a Set).

@@ -1705,13 +1705,7 @@ export class SendingClient {
    * member list another one replaces across an await.
    */
   #withGroup<T>(id: string, change: () => Promise<T>): Promise<T> {
-    const run = (this.#groupLocks.get(id) ?? Promise.resolve()).then(change);
-    const tail = run.catch(() => undefined);
-    this.#groupLocks.set(id, tail);
-    void tail.then(() => {
-      if (this.#groupLocks.get(id) === tail) this.#groupLocks.delete(id);
-    });
-    return run;
+    return runInTurn(this.#groupLocks, id, change);
   }
 
   /**
@@ -1719,13 +1713,7 @@ export class SendingClient {
    * done, so that what it sends cannot overtake a message (and the key sent with it) planned before.
    */
   #queueFanOut<T>(id: string, task: () => Promise<T>): Promise<T> {
-    const run = (this.#groupFanOuts.get(id) ?? Promise.resolve()).then(task);
-    const tail = run.catch(() => undefined);
-    this.#groupFanOuts.set(id, tail);
-    void tail.then(() => {
-      if (this.#groupFanOuts.get(id) === tail) this.#groupFanOuts.delete(id);
-    });
-    return run;
+    return runInTurn(this.#groupFanOuts, id, task);
   }
 
   /**
@@ -3252,4 +3240,18 @@ function deviceLinkEntry(role: (typeof DeviceLink)[keyof typeof DeviceLink], acc
 function accountOfLinkEntry(key: Uint8Array, role: (typeof DeviceLink)[keyof typeof DeviceLink]): string | undefined {
   if (key.length !== 32 || key.subarray(0, 11).some((b) => b !== 0) || key[11] !== role) return undefined;
   return getAddress(hexlify(key.subarray(12)));
+}
+
+/**
+ * Runs `task` once every task queued before it under `key` in `queues` has settled (one at a time per key, in call
+ * order), and returns its result. The queue holds only the tail's settlement, and the key is dropped once idle.
+ */
+function runInTurn<T>(queues: Map<string, Promise<unknown>>, key: string, task: () => Promise<T>): Promise<T> {
+  const run = (queues.get(key) ?? Promise.resolve()).then(task);
+  const tail = run.catch(() => undefined);
+  queues.set(key, tail);
+  void tail.then(() => {
+    if (queues.get(key) === tail) queues.delete(key);
+  });
+  return run;
 }

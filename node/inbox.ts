@@ -1,5 +1,5 @@
 /**
- * The edge node's persistent offline inbox on `/sending/inbox/1.0.0` (formats in sdk/wire/messages.ts, docs/WIRE.md).
+ * The edge node's persistent offline inbox on `/sending/inbox/2.0.0` (formats in sdk/wire/messages.ts, docs/WIRE.md).
  *
  * A message reaches a recipient's home nodes in one of two ways: the relay's exit calls `accept(recipient,
  * delivery)` with the parsed onion payload (it must be a home node of the recipient), which stores it and replicates
@@ -733,11 +733,12 @@ export class InboxService {
           const refusal = await this.authorize(message);
           if (refusal !== undefined) return errorFrame(refusal);
           if (message.type === InboxType.FETCH) {
-            const rows = this.store.page(message.recipientId, this.now(), message.limit);
+            const rows = this.store.page(message.recipientId, this.now(), message.limit, message.after);
             return answerFrame({ type: InboxType.MESSAGES, messages: rows.map(storedEnvelope) });
           }
           if (message.type === InboxType.LIST) {
-            const rows = this.store.page(message.recipientId, this.now(), Math.min(message.limit, INBOX_MAX_LIST));
+            const limit = Math.min(message.limit, INBOX_MAX_LIST);
+            const rows = this.store.page(message.recipientId, this.now(), limit, message.after);
             const entries = rows.map((r) => ({
               messageId: r.messageId,
               storedAt: r.storedAt,

@@ -52,6 +52,7 @@ import { X3dhError, sameIdentity, verifyPrekeyBundle, type PrekeyBundle } from "
 import {
   ClientHost,
   NetError,
+  NodeProtocolError,
   NodeRefusedError,
   NodeUnreachableError,
   type ClientHostOptions,
@@ -76,6 +77,7 @@ import {
   MAX_ONE_TIME_PREKEYS,
   MAX_TTL_SECONDS,
   encodeDelivery,
+  type InboxCursor,
   type StoredEnvelope,
 } from "../wire/messages";
 import { MAX_HOPS, MIN_HOPS, wrapPacket } from "../wire/onion";
@@ -190,6 +192,11 @@ const STOP_FAN_OUT_WAIT_MS = 5_000;
 export const BACKUP_CONFIRM_ATTEMPTS = 40;
 /** Delay between two looks for a new backup's chunks: they travel through 2 or 3 hops and are replicated. */
 export const BACKUP_CONFIRM_DELAY_MS = 250;
+/**
+ * Pages one `sync` reads from one home node at most: an inbox holds 1,000 messages by default (DEFAULT_INBOX_QUOTA),
+ * 63 pages of 16; a node still answering after 256 pages (4,096 messages) is making them up.
+ */
+export const SYNC_MAX_PAGES_PER_NODE = 256;
 /** First reconnect delay of a subscription; doubled up to SUBSCRIBE_BACKOFF_MAX_MS. */
 export const SUBSCRIBE_BACKOFF_MS = 200;
 /** Longest reconnect delay of a subscription: a node back after a restart is found within 5 s. */
@@ -513,6 +520,13 @@ interface GroupSendPlan {
 }
 
 const asNode = (info: EdgeNodeInfo): NodeAddress => ({ peerId: info.peerId, multiaddrs: info.multiaddrs });
+
+/** Whether `stored` comes after `cursor` in a node's inbox order (stored time, then id bytes); any does after none. */
+function isAfter(stored: StoredEnvelope, cursor: InboxCursor | undefined): boolean {
+  if (cursor === undefined) return true;
+  if (stored.storedAt !== cursor.storedAt) return stored.storedAt > cursor.storedAt;
+  return Buffer.compare(stored.messageId, cursor.messageId) > 0;
+}
 
 /** A chat client bound to one wallet. Create with `SendingClient.create`, then `register`, `start`, `send`. */
 export class SendingClient {
@@ -998,33 +1012,48 @@ export class SendingClient {
   }
 
   /**
-   * Fetches every stored message from every home node (FETCH until a batch brings nothing new), processes and
-   * acknowledges them. Returns how many new messages were processed. A home node that cannot be reached is reported
-   * through the "error" event and skipped.
+   * Fetches every stored message from every home node, page after page (FETCH with the last envelope of the page
+   * before as its cursor, so the current backup's chunks, which stay in the inbox, hide nothing behind them),
+   * processes and acknowledges them. Returns how many new messages were processed. A home node that cannot be
+   * reached is reported through the "error" event and skipped; so is one whose page does not move past its cursor
+   * (a node must answer in its order, stored time then id), or that is still handing out pages after
+   * SYNC_MAX_PAGES_PER_NODE.
    */
   async sync(options: ClientCallOptions = {}): Promise<number> {
     if (this.#homeNodes.length === 0) await this.#loadHomeNodes();
     let total = 0;
     for (const node of this.#homeNodes) {
-      // Ids this drain met: a batch with none new ends it, even when an acknowledgement keeps failing (the node then
-      // hands out the same envelopes, replaced backup chunks included, again and again).
-      const met = new Set<string>();
       try {
-        for (;;) {
+        let after: InboxCursor | undefined;
+        for (let page = 0; ; page++) {
+          if (page === SYNC_MAX_PAGES_PER_NODE) {
+            throw new NodeProtocolError(
+              `SendingClient.sync: ${node.operator} still hands out inbox pages after ${SYNC_MAX_PAGES_PER_NODE}`,
+              node.peerId,
+            );
+          }
           const batch = await retryChainLag(
             () =>
               fetchInbox(this.#host, asNode(node), this.#signer, INBOX_MAX_BATCH, {
                 signal: options.signal,
                 randomBytes: this.#random,
+                ...(after && { after }),
               }),
             options.signal,
           );
-          const novel = batch.filter((stored) => !met.has(toHex(stored.messageId))).length;
-          for (const stored of batch) met.add(toHex(stored.messageId));
-          const { fresh, dropped } = await this.#enqueue(node, batch);
+          const cursor = after;
+          if (batch.some((stored, i) => !isAfter(stored, i === 0 ? cursor : batch[i - 1]))) {
+            throw new NodeProtocolError(
+              `SendingClient.sync: ${node.operator} answered an inbox page out of order (expected stored time, then ` +
+                `id, after the cursor)`,
+              node.peerId,
+            );
+          }
+          const { fresh } = await this.#enqueue(node, batch);
           total += fresh;
-          // Current backup chunks stay in the inbox on purpose: a batch of only those (or of nothing) ends the drain.
-          if (batch.length < INBOX_MAX_BATCH || fresh + dropped === 0 || novel === 0) break;
+          if (batch.length < INBOX_MAX_BATCH) break;
+          const last = batch[batch.length - 1];
+          after = { storedAt: last.storedAt, messageId: last.messageId };
         }
       } catch (error) {
         if (options.signal?.aborted) throw error;

@@ -36,6 +36,7 @@ import {
   parsePrekeysMessage,
   signInboxRequest,
   signPublishPrekeys,
+  type InboxCursor,
   type StoredEnvelope,
 } from "../wire/messages";
 import { NodeProtocolError, type CallOptions, type ClientHost, type NodeAddress } from "./host";
@@ -151,18 +152,22 @@ export async function fetchBundle(
   return (single(answers, PrekeysType.BUNDLE, where, node.peerId) as { bundle: PrekeyBundle }).bundle;
 }
 
-/** Fetches up to `limit` (1..INBOX_MAX_BATCH) stored envelopes from a home node. */
+/**
+ * Fetches up to `limit` (1..INBOX_MAX_BATCH) stored envelopes from a home node, oldest first; with `after` (the last
+ * envelope of the previous page), the ones after it, so envelopes left in the inbox do not hide the newer ones.
+ */
 export async function fetchInbox(
   host: ClientHost,
   node: NodeAddress,
   signer: RequestSigner,
   limit: number = INBOX_MAX_BATCH,
-  options: CallOptions & { readonly randomBytes?: RandomBytes } = {},
+  options: CallOptions & { readonly randomBytes?: RandomBytes; readonly after?: InboxCursor } = {},
 ): Promise<readonly StoredEnvelope[]> {
   const where = "fetchInbox";
+  const fresh = freshRequest(signer, options.randomBytes ?? defaultRandomBytes);
   const request = signInboxRequest(
     peerIdBytes(node.peerId),
-    { type: InboxType.FETCH, ...freshRequest(signer, options.randomBytes ?? defaultRandomBytes), limit },
+    { type: InboxType.FETCH, ...fresh, limit, ...(options.after && { after: options.after }) },
     signer.signingSecretKey,
   );
   const frames = await host.request(node, INBOX_PROTOCOL, [encodeInboxMessage(request)], {

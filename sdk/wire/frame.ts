@@ -13,8 +13,8 @@ import { PACKET_BYTES } from "./onion";
 
 /** Protocol id of the layered-packet relay (one packet per frame, hop to hop). */
 export const RELAY_PROTOCOL = "/sending/relay/1.0.0";
-/** Protocol id of the home-node inbox (store, fetch, ack, list). */
-export const INBOX_PROTOCOL = "/sending/inbox/1.0.0";
+/** Protocol id of the home-node inbox (store, fetch, ack, list); 2.0.0: fetch and list carry a cursor. */
+export const INBOX_PROTOCOL = "/sending/inbox/2.0.0";
 /** Protocol id of prekey publication and bundle fetching. */
 export const PREKEYS_PROTOCOL = "/sending/prekeys/1.0.0";
 /** Protocol id of edge node → guardian bill hand-over. */

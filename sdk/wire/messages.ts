@@ -101,9 +101,21 @@ export interface StoredMessage {
   /** The node signer's EIP-712 StorePromise signature (r || s || v, 65 bytes). */
   readonly promiseSignature: Uint8Array;
 }
+/**
+ * Where a page of the inbox starts: after this message (exclusive), in the node's order (stored time, then id). The
+ * last entry of the previous page; absent for the first page.
+ */
+export interface InboxCursor {
+  /** The stored time of the last message already read (ms since the Unix epoch, by the node's clock). */
+  readonly storedAt: number;
+  /** Its id. */
+  readonly messageId: Uint8Array;
+}
 export interface FetchMessage extends SignedRequestFields {
   readonly type: typeof InboxType.FETCH;
   readonly limit: number;
+  /** Start after this message; absent: from the oldest. */
+  readonly after?: InboxCursor;
 }
 export interface StoredEnvelope {
   readonly messageId: Uint8Array;
@@ -126,6 +138,8 @@ export interface AckedMessage {
 export interface ListMessage extends SignedRequestFields {
   readonly type: typeof InboxType.LIST;
   readonly limit: number;
+  /** Start after this message; absent: from the oldest. */
+  readonly after?: InboxCursor;
 }
 export interface ListEntry {
   readonly messageId: Uint8Array;
@@ -166,7 +180,8 @@ const INBOX_DOMAIN = new TextEncoder().encode("SendingNetwork_InboxRequest_v1");
 /**
  * The bytes the recipient signs for a fetch, list, ack or subscribe: "SendingNetwork_InboxRequest_v1" || type (1) ||
  * node peer id length (1) || node peer id || recipient id length (1) || recipient id || timestamp (8) || nonce (16)
- * || then limit (1) for fetch and list, count (1) || message ids (16 each) for ack, nothing for subscribe.
+ * || then, for fetch and list, limit (1) || cursor flag (1: 0 none, 1 one follows) || [stored at (8) || message id
+ * (16)]; for ack, count (1) || message ids (16 each); nothing for subscribe.
  */
 export function requestSigningBytes(nodePeerId: Uint8Array, request: UnsignedInboxRequest): Uint8Array {
   const w = new ByteWriter().bytes(INBOX_DOMAIN).u8(request.type);
@@ -287,8 +302,9 @@ export function parseInboxMessage(type: number, body: Uint8Array): InboxMessage 
       const timestamp = readTimestamp(r, where);
       const nonce = r.bytes(NONCE_BYTES, "nonce");
       const limit = readRanged(r.u8("limit"), 1, type === InboxType.FETCH ? INBOX_MAX_BATCH : 255, where, "limit");
+      const after = readCursor(r, where);
       const signature = r.bytes(SIGNATURE_LENGTH, "signature");
-      message = { type, recipientId, timestamp, nonce, limit, signature };
+      message = { type, recipientId, timestamp, nonce, limit, ...(after && { after }), signature };
       break;
     }
     case InboxType.ACK: {
@@ -844,7 +860,23 @@ function writeRequestFields(w: ByteWriter, request: UnsignedInboxRequest, where:
   } else {
     const max = request.type === InboxType.FETCH ? INBOX_MAX_BATCH : 255;
     w.u8(ranged(request.limit, 1, max, where, "limit"));
+    if (request.after === undefined) {
+      w.u8(0);
+    } else {
+      w.u8(1);
+      writeTimestamp(w, request.after.storedAt, where);
+      w.bytes(fixed(request.after.messageId, MESSAGE_ID_BYTES, where, "cursor message id"));
+    }
   }
+}
+
+/** A fetch's or list's cursor: flag (1: 0 none, 1 one follows) || [stored at (8) || message id (16)]. */
+function readCursor(r: ByteReader, where: string): InboxCursor | undefined {
+  const flag = r.u8("cursor flag");
+  if (flag === 0) return undefined;
+  if (flag !== 1) throw malformed(`${where}: expected a cursor flag of 0 or 1, got ${flag}`);
+  const storedAt = readTimestamp(r, where);
+  return { storedAt, messageId: r.bytes(MESSAGE_ID_BYTES, "cursor message id") };
 }
 
 function writePrekey(w: ByteWriter, prekey: { id: number; publicKey: Uint8Array }, where: string): void {

@@ -1191,6 +1191,28 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     expect(await fresh.restoreBackup()).to.deep.equal(contents);
   });
 
+  it("syncs a message stored behind a full page of the current backup's chunks, on a client never started", async () => {
+    const wallet = await fundedWallet();
+    const pia = await client(wallet);
+    await pia.register({ homeNodes: [nodes[3].operator] }); // never started: it reads its inbox only when asked
+    const parked = () => parkedBackups(nodes[3], recipientIdOf(wallet.address));
+    const history = [{ peer: bob.address, direction: "sent" as const, timestamp: 1, text: "d".repeat(70_000) }];
+    const pointer = await pia.backup({ contacts: [], history });
+    expect(parked()).to.deep.equal(Array<string>(20).fill(pointer)); // more than a page: they stay, oldest first
+    await bobClient.send(wallet.address, "behind the backup");
+    const stored = () =>
+      nodes[3].inbox.store
+        .page(recipientIdOf(wallet.address), Date.now(), 100)
+        .filter((r) => r.envelope[0] !== EnvelopeKind.BACKUP);
+    await until(() => stored().length === 1, "bob's message in pia's inbox");
+    const got = next(pia, (m) => m.text === "behind the backup");
+    expect(await pia.sync()).to.equal(1);
+    expect((await got).from).to.equal(bob.address);
+    expect(stored()).to.deep.equal([]); // acknowledged
+    expect(parked()).to.deep.equal(Array<string>(20).fill(pointer)); // the current backup stays
+    await pia.stop();
+  });
+
   it("restores the backup in a fresh client of the same wallet, which then takes over the chat", async () => {
     const contents = {
       contacts: [{ address: bob.address, name: "Bob", addedAt: 1_700_000_000_000 }],

@@ -33,6 +33,7 @@ import {
   signInboxRequest,
   type Delivery,
   type InboxMessage,
+  type StoredEnvelope,
   type UnsignedInboxRequest,
 } from "../../sdk/wire/messages";
 import { INBOX_MIGRATIONS, NodeDatabaseError, openNodeDatabase, type NodeDatabase } from "../../node/db";
@@ -435,6 +436,63 @@ describe("node/inbox: the persistent offline inbox on real libp2p hosts, chain a
     await ackAll(hosts.a);
     await ackAll(hosts.b);
     await ackAll(hosts.b);
+    expect(await fetchAll(hosts.a)).to.deep.equal([]);
+  });
+
+  it("pages FETCH and LIST after a cursor: the messages after it in stored time then id, after an ack of it too", async () => {
+    await ackAll(hosts.a);
+    const backlog = Array.from({ length: 21 }, () => delivery(16));
+    for (const [i, d] of backlog.entries()) {
+      await (
+        await services.a.accept(alice.address, d)
+      ).replicated;
+      if (i % 3 === 2) clock += 1; // three messages a millisecond: the id orders them
+    }
+    const fetchAfter = async (after?: { storedAt: number; messageId: Uint8Array }, limit = 16) => {
+      const frame = signed(hosts.a, { type: InboxType.FETCH, limit, ...(after && { after }) });
+      return messagesOf((await exchange(hosts.client, hosts.a, [frame]))[0]);
+    };
+    const first = await fetchAfter();
+    const all: StoredEnvelope[] = [];
+    let after: { storedAt: number; messageId: Uint8Array } | undefined;
+    for (let pages = 0; pages < 4; pages++) {
+      const page = await fetchAfter(after, 8);
+      all.push(...page);
+      if (page.length < 8) break;
+      after = { storedAt: page[7].storedAt, messageId: page[7].messageId };
+    }
+    const sorted = [...all].sort((x, y) => x.storedAt - y.storedAt || Buffer.compare(x.messageId, y.messageId));
+    expect(all.map((m) => hexlify(m.messageId))).to.deep.equal(sorted.map((m) => hexlify(m.messageId)));
+    expect(new Set(all.map((m) => hexlify(m.messageId)))).to.deep.equal(
+      new Set(backlog.map((d) => hexlify(d.messageId))),
+    );
+    expect(all.slice(0, 16)).to.deep.equal(first); // the cursor-less FETCH starts at the oldest
+    // The cursor's own message acknowledged (gone): the next page still starts right after where it was.
+    const cut = all[9];
+    const [acked] = await exchange(hosts.client, hosts.a, [
+      signed(hosts.a, { type: InboxType.ACK, messageIds: [cut.messageId] }),
+    ]);
+    expect(acked).to.deep.equal({ message: { type: InboxType.ACKED, deleted: 1 } });
+    const rest = await fetchAfter({ storedAt: cut.storedAt, messageId: cut.messageId });
+    expect(rest.map((m) => hexlify(m.messageId))).to.deep.equal(all.slice(10).map((m) => hexlify(m.messageId)));
+    const [listing] = await exchange(hosts.client, hosts.a, [
+      signed(hosts.a, {
+        type: InboxType.LIST,
+        limit: 255,
+        after: { storedAt: all[4].storedAt, messageId: all[4].messageId },
+      }),
+    ]);
+    expect(listing).to.deep.equal({
+      message: {
+        type: InboxType.LISTING,
+        entries: [...all.slice(5, 9), ...all.slice(10)].map((m) => ({
+          messageId: m.messageId,
+          storedAt: m.storedAt,
+          size: m.envelope.length,
+        })),
+      },
+    });
+    for (const host of [hosts.a, hosts.a, hosts.b, hosts.b]) await ackAll(host);
     expect(await fetchAll(hosts.a)).to.deep.equal([]);
   });
 

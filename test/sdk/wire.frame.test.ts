@@ -49,7 +49,7 @@ function chunked(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
 describe("sdk/wire frame: length-prefixed frames", () => {
   it("names one versioned protocol id and limit per protocol; a relay frame holds exactly one packet", () => {
     expect(Object.keys(MAX_FRAME_BYTES).sort()).to.deep.equal(
-      ["/sending/bills/1.0.0", "/sending/inbox/1.0.0", "/sending/prekeys/1.0.0", "/sending/relay/1.0.0"].sort(),
+      ["/sending/bills/1.0.0", "/sending/inbox/2.0.0", "/sending/prekeys/1.0.0", "/sending/relay/1.0.0"].sort(),
     );
     expect(RELAY_MAX_FRAME_BYTES).to.equal(1 + PACKET_BYTES);
     expect(encodeFrame(1, new Uint8Array(PACKET_BYTES), RELAY_MAX_FRAME_BYTES).length).to.equal(4 + 1 + PACKET_BYTES);

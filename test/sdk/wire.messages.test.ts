@@ -97,6 +97,16 @@ function inboxSamples(): InboxMessage[] {
     { type: InboxType.ACKED, deleted: 2 },
     { type: InboxType.LISTING, entries: [{ messageId: bytes(16), storedAt: NOW, size: 1234 }] },
     signInboxRequest(NODE, { type: InboxType.SUBSCRIBE, ...base }, identity.signing.secretKey),
+    signInboxRequest(
+      NODE,
+      { type: InboxType.FETCH, ...base, limit: 3, after: { storedAt: NOW - 1, messageId: bytes(16) } },
+      identity.signing.secretKey,
+    ),
+    signInboxRequest(
+      NODE,
+      { type: InboxType.LIST, ...base, limit: 255, after: { storedAt: 0, messageId: bytes(16) } },
+      identity.signing.secretKey,
+    ),
   ];
 }
 
@@ -341,6 +351,31 @@ describe("sdk/wire messages: inbox, prekeys and bills bodies", () => {
     expect(checkInboxRequest(NODE, asList, signingKey, NOW)).to.equal("bad-signature");
   });
 
+  it("carries a fetch's and a list's cursor under the signature; a cursor flag other than 0 or 1 is malformed", () => {
+    const signingKey = identity.signing.publicKey;
+    const [withCursor, listWithCursor] = inboxSamples().slice(-2) as FetchMessage[];
+    expect(withCursor.after).to.not.equal(undefined);
+    for (const request of [withCursor, listWithCursor]) {
+      const parsed = parseInboxMessage(request.type, encodeInboxMessage(request).body) as FetchMessage;
+      expect(parsed.after).to.deep.equal(request.after);
+      expect(checkInboxRequest(NODE, parsed, signingKey, NOW)).to.equal("ok");
+      const later = { ...parsed, after: { ...parsed.after!, storedAt: parsed.after!.storedAt + 1 } };
+      expect(checkInboxRequest(NODE, later, signingKey, NOW)).to.equal("bad-signature");
+      const dropped = { ...parsed, after: undefined };
+      expect(checkInboxRequest(NODE, dropped, signingKey, NOW)).to.equal("bad-signature");
+    }
+    // Without a cursor the flag is the byte before the 64-byte signature: 0 parses, 2 does not, 1 needs a cursor.
+    const plain = encodeInboxMessage(inboxSamples()[2]);
+    const flagAt = plain.body.length - 65;
+    expect(plain.body[flagAt]).to.equal(0);
+    const two = plain.body.slice();
+    two[flagAt] = 2;
+    expectMessageError(() => parseInboxMessage(plain.type, two), "MESSAGE_MALFORMED", "cursor flag of 0 or 1");
+    const one = plain.body.slice();
+    one[flagAt] = 1;
+    expectMessageError(() => parseInboxMessage(plain.type, one), "MESSAGE_MALFORMED");
+  });
+
   it("checks a prekey publication's signature by the identity it carries, for this node only", () => {
     const publish = prekeysSamples()[0] as Extract<PrekeysMessage, { type: 1 }>;
     expect(checkPublishPrekeys(NODE, publish, NOW)).to.equal("ok");
@@ -483,7 +518,7 @@ describe("sdk/wire messages: inbox, prekeys and bills bodies", () => {
   });
 
   it("signs a subscribe like a fetch: for this node, by the recipient, never usable as a fetch", () => {
-    const subscribe = inboxSamples().at(-1) as Extract<InboxMessage, { type: 9 }>;
+    const subscribe = inboxSamples().find((m) => m.type === InboxType.SUBSCRIBE) as Extract<InboxMessage, { type: 9 }>;
     expect(subscribe.type).to.equal(InboxType.SUBSCRIBE);
     const signingKey = identity.signing.publicKey;
     expect(checkInboxRequest(NODE, subscribe, signingKey, NOW)).to.equal("ok");

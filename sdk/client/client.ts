@@ -167,6 +167,27 @@ export const HELD_GROUP_KEYS_KEPT = 64;
 /** Held GROUP_KEYs of one sending account at most: a client of a member is in a few new groups at once, not dozens. */
 export const HELD_GROUP_KEYS_PER_SENDER = 4;
 /**
+ * Storage prefix of the held group messages (`#holdGroupMessage`): net/hm/<message id hex, 32 digits> =
+ * HELD_MESSAGE_RECORD_MAGIC (4) || held at (ms since the epoch, u32 high || u32 low: `#nextHeldAt`, the order at load)
+ * || group id (32) || the sending client (20) || the user it is shown as (20: the sending client itself, or the user
+ * whose device it is) || the operator that delivered it (20) || stored at (ms, u32 high || u32 low) || the sender-key
+ * message. The message was acknowledged to the inbox and its pairwise ratchet step spent: this record is all that is
+ * left of it until it opens. Written before the batch is acknowledged; deleted when it leaves the buffer.
+ */
+const HELD_MESSAGES_PREFIX = "net/hm/";
+/** First bytes of a held group message record ("SNM" 1): a record of another layout is reported and deleted. */
+const HELD_MESSAGE_RECORD_MAGIC = Uint8Array.of(0x53, 0x4e, 0x4d, 0x01);
+/**
+ * Storage prefix of the held GROUP_KEYs (`#holdGroupKey`): net/hk/<HELD_KEY_NAME_BYTES random bytes hex> =
+ * HELD_KEY_RECORD_MAGIC (4) || held at (ms, u32 high || u32 low) || group id (32) || the sending client (20) || the
+ * sender-key distribution message (a secret: encrypted like every record, deleted when the key leaves the buffer).
+ */
+const HELD_KEYS_PREFIX = "net/hk/";
+/** First bytes of a held GROUP_KEY record ("SNK" 1): a record of another layout is reported and deleted. */
+const HELD_KEY_RECORD_MAGIC = Uint8Array.of(0x53, 0x4e, 0x4b, 0x01);
+/** Random bytes naming a held key's record: two keys of one sender for one group are both kept, under two names. */
+const HELD_KEY_NAME_BYTES = 8;
+/**
  * A client asks one account for its group key at most once a minute per group (and answers one account's requests
  * at most once a minute): a lost request is asked again on a later message, and a burst of unreadable messages, or a
  * member that keeps asking, costs one message a minute.
@@ -475,10 +496,13 @@ interface HeldGroupKey {
   readonly groupId: string;
   readonly from: string;
   readonly distribution: Uint8Array;
+  /** Its record (HELD_KEYS_PREFIX); none for the invitation's key a join takes at once. */
+  readonly name?: string;
 }
 
+/** A group message held until its key (or group) comes; stored at HELD_MESSAGES_PREFIX + `base.messageId`. */
 interface PendingGroupMessage {
-  readonly base: Pick<ReceivedMessage, "messageId" | "from" | "deliveredBy" | "storedAt">;
+  readonly base: Pick<ReceivedMessage, "messageId" | "from" | "device" | "deliveredBy" | "storedAt">;
   readonly from: string;
   readonly groupId: string;
   readonly message: Uint8Array;
@@ -549,7 +573,10 @@ export class SendingClient {
   readonly #backupChunks = new Map<string, { readonly chunk: BackupChunk; readonly operators: Set<string> }>();
   /** Digests (hex) of backups a newer one replaced: their chunks are acknowledged wherever they are met. */
   readonly #staleBackups = new Set<string>();
+  /** Group messages held until their key comes, oldest first (PENDING_GROUP_MESSAGES_KEPT at most), loaded at create. */
   #pendingGroup: PendingGroupMessage[] = [];
+  /** The last "held at" stamped on a held message's or key's record (`#nextHeldAt`). */
+  #heldAt = 0;
   /** GROUP_KEYs held until their sender is known to act for a member, oldest first (HELD_GROUP_KEYS_KEPT at most). */
   #heldGroupKeys: HeldGroupKey[] = [];
   /** When a key was last asked of "<group>:<account>" (KEY_REQUEST_INTERVAL_MS). */
@@ -646,6 +673,7 @@ export class SendingClient {
     const client = new SendingClient(identity, did, registry, parameters, host, options);
     await client.#loadGroups();
     await client.#loadInvitations();
+    await client.#loadHeld();
     client.#seen = await SeenIds.load(identity.store, (error) => client.#emit("error", error));
     return client;
   }
@@ -962,7 +990,10 @@ export class SendingClient {
    * Starts receiving: drains each home node's inbox with FETCH (messages stored while offline), then keeps a live
    * SUBSCRIBE to each, reconnecting with backoff until `stop()`. Resolves once the drain is done and the subscriptions
    * are opening. First, a group list followed before but not stored (a storage failure) is completed; a failure there
-   * is an "error" event (the next `sendToGroup` tries again, and throws it).
+   * is an "error" event (the next `sendToGroup` tries again, and throws it). Then the group messages held before the
+   * last stop (loaded at create) are taken up: those of a group this client is in are tried once more (their key may
+   * have come just before the stop), and each one still held asks for its key as when it came (`#scheduleKeyRequest`:
+   * the same rules, whom and how often; with "ask", for a group not joined, only this user's own clients).
    */
   async start(options: ClientCallOptions = {}): Promise<void> {
     if (this.#stopped) throw new ClientError("Stopped", "SendingClient.start: the client was stopped");
@@ -973,6 +1004,12 @@ export class SendingClient {
       if (state.pending === undefined) continue;
       await this.#withGroup(id, () => this.#settleList(state)).catch((error: Error) => this.#emit("error", error));
     }
+    const held = [...this.#pendingGroup];
+    for (const id of new Set(held.map((m) => m.groupId))) {
+      if (!this.#groups.has(id)) continue;
+      await this.#withGroup(id, () => this.#retryGroupMessages(id)).catch((error: Error) => this.#emit("error", error));
+    }
+    for (const m of held) if (this.#pendingGroup.includes(m)) this.#scheduleKeyRequest(m);
     await this.sync(options);
     this.#running = new AbortController();
     const signal = this.#running.signal;
@@ -1220,7 +1257,7 @@ export class SendingClient {
         const pending = { base, from, groupId: toHex(content.groupId), message: content.message };
         await this.#withGroup(pending.groupId, async () => {
           if (await this.#openGroupMessage(pending)) return;
-          this.#holdGroupMessage(pending);
+          await this.#holdGroupMessage(pending);
           this.#scheduleKeyRequest(pending);
         });
         return;
@@ -1408,32 +1445,176 @@ export class SendingClient {
     return true;
   }
 
-  #holdGroupMessage(m: PendingGroupMessage): void {
+  /**
+   * Holds a group message until its key comes, and stores it (HELD_MESSAGES_PREFIX) unless it was `loaded` from there:
+   * it was acknowledged to the inbox, so a restart must find it. A failed write is an "error" event and the message
+   * stays held in memory. Past PENDING_GROUP_MESSAGES_KEPT the oldest goes (reported, its record deleted).
+   */
+  async #holdGroupMessage(m: PendingGroupMessage, loaded = false): Promise<void> {
+    let dropped: PendingGroupMessage | undefined;
     if (this.#pendingGroup.length >= PENDING_GROUP_MESSAGES_KEPT) {
-      const dropped = this.#pendingGroup.shift()!;
+      dropped = this.#pendingGroup.shift()!;
       this.#emit(
         "error",
         new ClientError("UnknownGroup", `SendingClient: dropped group message ${dropped.base.messageId}: no key came`),
       );
     }
     this.#pendingGroup.push(m);
+    if (dropped !== undefined) await this.#deleteHeld([HELD_MESSAGES_PREFIX + dropped.base.messageId]);
+    if (!loaded) await this.#saveHeldMessage(m);
   }
 
-  /** Retries the held messages of a group after a key arrived. */
+  /**
+   * Retries the held messages of a group after a key arrived. One that opens, or fails for good (reported), leaves
+   * the buffer and its record is deleted (after the group, its chain step spent, is stored: `#openGroupMessage`).
+   * The others stay where they are: other groups' holds and drops, under their own locks, may run meanwhile.
+   */
   async #retryGroupMessages(groupId: string): Promise<void> {
-    const held = this.#pendingGroup;
-    this.#pendingGroup = [];
-    for (const m of held) {
-      if (m.groupId !== groupId) {
-        this.#pendingGroup.push(m);
-        continue;
-      }
+    for (const m of this.#pendingGroup.filter((p) => p.groupId === groupId)) {
       try {
-        if (!(await this.#openGroupMessage(m))) this.#pendingGroup.push(m);
+        if (!(await this.#openGroupMessage(m))) continue;
       } catch (error) {
         this.#emit("error", error as Error);
       }
+      this.#pendingGroup = this.#pendingGroup.filter((p) => p !== m);
+      await this.#deleteHeld([HELD_MESSAGES_PREFIX + m.base.messageId]);
     }
+  }
+
+  /** The "held at" of a new held record: now, but past the last one, so that a burst within 1 ms keeps its order. */
+  #nextHeldAt(): number {
+    this.#heldAt = Math.max(Date.now(), this.#heldAt + 1);
+    return this.#heldAt;
+  }
+
+  /** Stores a held group message (HELD_MESSAGES_PREFIX); a failure is an "error" event, not thrown. */
+  async #saveHeldMessage(m: PendingGroupMessage): Promise<void> {
+    const heldAt = this.#nextHeldAt();
+    const record = new ByteWriter()
+      .bytes(HELD_MESSAGE_RECORD_MAGIC)
+      .u32(Math.floor(heldAt / 2 ** 32))
+      .u32(heldAt % 2 ** 32)
+      .bytes(getBytes(`0x${m.groupId}`))
+      .bytes(getBytes(m.from))
+      .bytes(getBytes(m.base.from))
+      .bytes(getBytes(m.base.deliveredBy))
+      .u32(Math.floor(m.base.storedAt / 2 ** 32))
+      .u32(m.base.storedAt % 2 ** 32)
+      .bytes(m.message)
+      .finish();
+    await this.#identity.store
+      .put(HELD_MESSAGES_PREFIX + m.base.messageId, record)
+      .catch((error: Error) => this.#emit("error", error));
+  }
+
+  /** Stores a held GROUP_KEY (HELD_KEYS_PREFIX); a failure is an "error" event, not thrown. */
+  async #saveHeldKey(key: HeldGroupKey): Promise<void> {
+    const heldAt = this.#nextHeldAt();
+    const record = new ByteWriter()
+      .bytes(HELD_KEY_RECORD_MAGIC)
+      .u32(Math.floor(heldAt / 2 ** 32))
+      .u32(heldAt % 2 ** 32)
+      .bytes(getBytes(`0x${key.groupId}`))
+      .bytes(getBytes(key.from))
+      .bytes(key.distribution)
+      .finish();
+    try {
+      await this.#identity.store.put(key.name!, record);
+    } catch (error) {
+      this.#emit("error", error as Error);
+    } finally {
+      record.fill(0);
+    }
+  }
+
+  /** Deletes the records of held messages or keys that left the buffer; a failure is an "error" event. */
+  async #deleteHeld(names: readonly (string | undefined)[]): Promise<void> {
+    for (const name of names) {
+      if (name !== undefined)
+        await this.#identity.store.delete(name).catch((error: Error) => this.#emit("error", error));
+    }
+  }
+
+  /**
+   * Loads the held group messages and GROUP_KEYs (at create, after the groups and invitations), each oldest first,
+   * through the bounds they met when they came (`#holdGroupMessage`, `#holdGroupKey`: what is past them goes,
+   * reported and deleted). A record that does not open or parse is reported (IdentityError "CorruptStorage") and
+   * deleted; a storage that fails to answer keeps it. Those of a group already joined stay held too: `start` tries
+   * the messages again, and the keys go the way of any held key when a list next changes.
+   */
+  async #loadHeld(): Promise<void> {
+    const messages = await this.#readHeld(
+      HELD_MESSAGES_PREFIX,
+      "held group message",
+      HELD_MESSAGE_RECORD_MAGIC,
+      (id, r, fail) => {
+        if (!/^[0-9a-f]{32}$/.test(id)) throw fail("expected a message id of 32 hex digits in the name");
+        const groupId = toHex(r.bytes(GROUP_ID_LENGTH, "group id"));
+        const from = getAddress(hexlify(r.bytes(20, "sender")));
+        const user = getAddress(hexlify(r.bytes(20, "user")));
+        const deliveredBy = getAddress(hexlify(r.bytes(20, "delivered by")));
+        const storedAt = r.u32("stored at (high)") * 2 ** 32 + r.u32("stored at (low)");
+        if (r.remaining === 0) throw fail("expected a sender-key message");
+        const message = r.bytes(r.remaining, "message");
+        const base = {
+          messageId: id,
+          deliveredBy,
+          storedAt,
+          ...(user === from ? { from } : { from: user, device: from }),
+        };
+        return { base, from, groupId, message };
+      },
+    );
+    for (const m of messages) await this.#holdGroupMessage(m, true);
+    const keys = await this.#readHeld(HELD_KEYS_PREFIX, "held group key", HELD_KEY_RECORD_MAGIC, (id, r, fail) => {
+      if (!new RegExp(`^[0-9a-f]{${2 * HELD_KEY_NAME_BYTES}}$`).test(id)) {
+        throw fail(`expected ${2 * HELD_KEY_NAME_BYTES} hex digits in the name`);
+      }
+      const groupId = toHex(r.bytes(GROUP_ID_LENGTH, "group id"));
+      const from = getAddress(hexlify(r.bytes(20, "sender")));
+      if (r.remaining !== SENDER_KEY_DISTRIBUTION_LENGTH) throw fail("expected a sender-key distribution message");
+      return { groupId, from, distribution: r.bytes(r.remaining, "distribution"), name: HELD_KEYS_PREFIX + id };
+    });
+    for (const key of keys) await this.#holdGroupKey(key, true);
+  }
+
+  /**
+   * Reads the held records under `prefix` (`what` names them in errors), oldest first by their "held at": `parse`
+   * gets the name past the prefix and a reader past the magic and the "held at", and throws `fail(...)` at anything
+   * wrong. A record that does not open or parse is reported and deleted (no key of it stays on disk); one the
+   * storage fails to read is reported and kept. The "held at" of new records continues after the newest loaded.
+   */
+  async #readHeld<T>(
+    prefix: string,
+    what: string,
+    magic: Uint8Array,
+    parse: (id: string, r: ByteReader, fail: (message: string) => IdentityError) => T,
+  ): Promise<T[]> {
+    const where = `SendingClient: ${what} record`;
+    const loaded: { heldAt: number; name: string; item: T }[] = [];
+    for (const name of await this.#identity.store.list(prefix)) {
+      let record: Uint8Array | undefined;
+      try {
+        record = await this.#identity.store.get(name);
+        if (record === undefined) continue;
+        const fail = (message: string) => new IdentityError("CorruptStorage", `${where} ${name}: ${message}`);
+        const r = new ByteReader(record, `${where} ${name}`, (m) => new IdentityError("CorruptStorage", m));
+        if (!bytesEqual(r.bytes(magic.length, "magic"), magic)) throw fail(`expected the magic of a ${what} record`);
+        const heldAt = r.u32("held at (high)") * 2 ** 32 + r.u32("held at (low)");
+        loaded.push({ heldAt, name, item: parse(name.slice(prefix.length), r, fail) });
+      } catch (error) {
+        this.#emit("error", error as Error);
+        // Only a record that is there but unreadable goes: a storage that failed to answer keeps it.
+        if (error instanceof IdentityError) {
+          await this.#identity.store.delete(name).catch((e: Error) => this.#emit("error", e));
+        }
+      } finally {
+        record?.fill(0);
+      }
+    }
+    loaded.sort((a, b) => a.heldAt - b.heldAt || (a.name < b.name ? -1 : 1));
+    for (const { heldAt } of loaded) this.#heldAt = Math.max(this.#heldAt, heldAt);
+    return loaded.map((l) => l.item);
   }
 
   async #slot(peer: string): Promise<SessionSlot | undefined> {
@@ -2033,7 +2214,7 @@ export class SendingClient {
     const state = this.#groups.get(id);
     if (state === undefined) {
       if (sender !== key.admin && sender !== this.#user) {
-        this.#holdGroupKey({ groupId: id, from, distribution: key.distribution.slice() });
+        await this.#holdGroupKey({ groupId: id, from, distribution: key.distribution.slice() });
         return;
       }
       this.#checkList(id, key, sender);
@@ -2050,7 +2231,7 @@ export class SendingClient {
       throw new TamperedMessageError(`SendingClient: a group key for ${id} names ${key.admin}, not its admin`);
     }
     if (!state.members.includes(sender)) {
-      this.#holdGroupKey({ groupId: id, from, distribution: key.distribution.slice() });
+      await this.#holdGroupKey({ groupId: id, from, distribution: key.distribution.slice() });
       return;
     }
     const newcomer = !state.session.members.includes(from);
@@ -2113,7 +2294,7 @@ export class SendingClient {
       // messages held meanwhile (taken at once below, so it does not count against the held keys' bounds).
       this.#heldGroupKeys.push({ groupId: id, from: invitation.from, distribution: invitation.distribution.slice() });
     }
-    await this.#takeHeldKeys(state, "drop");
+    const taken = await this.#takeHeldKeys(state, "drop");
     for (const p of state.session.members) if (p !== from) state.owed.add(p);
     state.writerLost = this.address === state.admin && key.version > 0;
     this.#groups.set(id, state);
@@ -2123,6 +2304,7 @@ export class SendingClient {
       this.#groups.delete(id); // not joined: the next key (or an answer to a request), or an accept, tries again
       throw error;
     }
+    await this.#deleteHeld(taken); // in the stored session now; until then their records stay for a restart
     // Joined: the invitation's key must not stay on disk. A record left by a failed delete goes at the next start.
     if (this.#invitations.has(id)) await this.#dropInvitation(id).catch((error: Error) => this.#emit("error", error));
     await this.#retryGroupMessages(id);
@@ -2158,7 +2340,7 @@ export class SendingClient {
       if (key.version < current.version) return;
       const fromAccount = from === key.admin && current.from !== key.admin;
       if (key.version === current.version && from !== current.from && !fromAccount) {
-        this.#holdGroupKey({ groupId: id, from, distribution: key.distribution.slice() });
+        await this.#holdGroupKey({ groupId: id, from, distribution: key.distribution.slice() });
         return;
       }
     }
@@ -2185,7 +2367,7 @@ export class SendingClient {
       // Another client's key stays good for that client's messages held meanwhile; a replaced key of the same
       // client (a new chain) opens nothing the new one needs.
       if (current.from !== from) {
-        this.#holdGroupKey({ groupId: id, from: current.from, distribution: current.distribution });
+        await this.#holdGroupKey({ groupId: id, from: current.from, distribution: current.distribution });
       } else {
         current.distribution.fill(0);
       }
@@ -2228,7 +2410,7 @@ export class SendingClient {
         `SendingClient: dropped the invitation to group ${invitation.groupId} from ${invitation.admin}: ${why}`,
       ),
     );
-    this.#forgetHeld(invitation.groupId);
+    await this.#forgetHeld(invitation.groupId);
     // The new invitation is stored and must still be announced: a failed delete is reported, not thrown (the record
     // is then loaded again at the next start, and pushed out again by the bounds there).
     await this.#dropInvitation(invitation.groupId).catch((error: Error) => this.#emit("error", error));
@@ -2245,12 +2427,19 @@ export class SendingClient {
 
   /**
    * Forgets what is held for a group this client is not joining (an invitation declined or dropped): its group
-   * messages, which no key will open, and the keys held for it, wiped.
+   * messages, which no key will open, and the keys held for it, wiped; their records are deleted (a failure is an
+   * "error" event: such a record is loaded again at the next start, held, and goes with the bounds).
    */
-  #forgetHeld(id: string): void {
+  async #forgetHeld(id: string): Promise<void> {
+    const messages = this.#pendingGroup.filter((m) => m.groupId === id);
+    const keys = this.#heldGroupKeys.filter((k) => k.groupId === id);
     this.#pendingGroup = this.#pendingGroup.filter((m) => m.groupId !== id);
-    for (const key of this.#heldGroupKeys) if (key.groupId === id) key.distribution.fill(0);
     this.#heldGroupKeys = this.#heldGroupKeys.filter((k) => k.groupId !== id);
+    for (const key of keys) key.distribution.fill(0);
+    await this.#deleteHeld([
+      ...messages.map((m) => HELD_MESSAGES_PREFIX + m.base.messageId),
+      ...keys.map((k) => k.name),
+    ]);
   }
 
   /** Stores an invitation (INVITATIONS_PREFIX), encrypted like every record, replacing the previous one. */
@@ -2366,7 +2555,7 @@ export class SendingClient {
           // cache of who is whose device, before this client's key is sent to it.
           this.#ownerOf.delete(invitation.from);
           if ((await this.#actingUser(invitation.from)) !== invitation.admin) {
-            this.#forgetHeld(id);
+            await this.#forgetHeld(id);
             await this.#dropInvitation(id);
             throw new ClientError(
               "InvitationDropped",
@@ -2413,7 +2602,7 @@ export class SendingClient {
       if (!this.#invitations.has(id)) {
         throw new ClientError("UnknownGroup", `declineGroupInvitation: expected a pending invitation to ${id}, none`);
       }
-      this.#forgetHeld(id);
+      await this.#forgetHeld(id);
       await this.#dropInvitation(id);
     });
   }
@@ -2426,17 +2615,20 @@ export class SendingClient {
   /**
    * Holds a GROUP_KEY until its sender can be trusted. One account holds at most HELD_GROUP_KEYS_PER_SENDER at once
    * (its oldest goes), so one sender cannot push the others' keys out of the buffer; past HELD_GROUP_KEYS_KEPT in
-   * all, the oldest goes. What goes is wiped. Two keys of one sender for one group are both kept: the older may be at
-   * the step of a message held meanwhile (taken first, it opens it; the newer, the same key further on, changes
-   * nothing).
+   * all, the oldest goes. What goes is wiped and its record deleted. Two keys of one sender for one group are both
+   * kept: the older may be at the step of a message held meanwhile (taken first, it opens it; the newer, the same key
+   * further on, changes nothing). The key is stored (HELD_KEYS_PREFIX, under a random name) unless it was loaded from
+   * there (`key.name` given): a failed write is an "error" event and the key stays held in memory.
    */
-  #holdGroupKey(key: HeldGroupKey): void {
-    const drop = (i: number) => this.#heldGroupKeys.splice(i, 1)[0].distribution.fill(0);
+  async #holdGroupKey(key: HeldGroupKey, loaded = false): Promise<void> {
+    const gone: HeldGroupKey[] = [];
     const mine = this.#heldGroupKeys.filter((k) => k.from === key.from);
-    if (mine.length >= HELD_GROUP_KEYS_PER_SENDER) drop(this.#heldGroupKeys.indexOf(mine[0]));
+    if (mine.length >= HELD_GROUP_KEYS_PER_SENDER) {
+      gone.push(...this.#heldGroupKeys.splice(this.#heldGroupKeys.indexOf(mine[0]), 1));
+    }
     if (this.#heldGroupKeys.length >= HELD_GROUP_KEYS_KEPT) {
       const dropped = this.#heldGroupKeys.shift()!;
-      dropped.distribution.fill(0);
+      gone.push(dropped);
       this.#emit(
         "error",
         new ClientError(
@@ -2446,18 +2638,25 @@ export class SendingClient {
         ),
       );
     }
-    this.#heldGroupKeys.push(key);
+    const held = loaded ? key : { ...key, name: HELD_KEYS_PREFIX + toHex(this.#random(HELD_KEY_NAME_BYTES)) };
+    this.#heldGroupKeys.push(held);
+    for (const k of gone) k.distribution.fill(0);
+    await this.#deleteHeld(gone.map((k) => k.name));
+    if (!loaded) await this.#saveHeldKey(held);
   }
 
   /**
    * Takes the keys held for a group: only those from an account acting for a member of its list, as keys (their
    * member lists and epochs were never trusted). The others are dropped and reported (`others` "drop", at join) or
-   * stay held ("keep", after a list added members: they may be for a member a later list adds).
+   * stay held ("keep", after a list added members: they may be for a member a later list adds). Returns the records
+   * of the keys that left the buffer (taken, or dropped), for the caller to delete once the group is stored: a
+   * failure before leaves them on disk, loaded again at the next start.
    */
-  async #takeHeldKeys(state: GroupState, others: "drop" | "keep"): Promise<void> {
+  async #takeHeldKeys(state: GroupState, others: "drop" | "keep"): Promise<(string | undefined)[]> {
     const id = toHex(state.session.groupId);
     const held = this.#heldGroupKeys.filter((k) => k.groupId === id);
     this.#heldGroupKeys = this.#heldGroupKeys.filter((k) => k.groupId !== id);
+    const gone: (string | undefined)[] = [];
     for (const key of held) {
       let member: boolean;
       try {
@@ -2470,6 +2669,7 @@ export class SendingClient {
         this.#heldGroupKeys.push(key);
         continue;
       }
+      gone.push(key.name);
       try {
         if (!member) {
           throw new ClientError(
@@ -2496,6 +2696,7 @@ export class SendingClient {
         key.distribution.fill(0);
       }
     }
+    return gone;
   }
 
   /**
@@ -2542,8 +2743,9 @@ export class SendingClient {
       throw error;
     }
     if (added) {
-      await this.#takeHeldKeys(state, "keep");
+      const taken = await this.#takeHeldKeys(state, "keep");
       await this.#saveGroup(toHex(state.session.groupId));
+      await this.#deleteHeld(taken);
       await this.#retryGroupMessages(toHex(state.session.groupId));
     }
   }

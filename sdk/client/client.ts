@@ -1465,19 +1465,23 @@ export class SendingClient {
   }
 
   /**
-   * Retries the held messages of a group after a key arrived. One that opens, or fails for good (reported), leaves
-   * the buffer and its record is deleted (after the group, its chain step spent, is stored: `#openGroupMessage`).
-   * The others stay where they are: other groups' holds and drops, under their own locks, may run meanwhile.
+   * Retries the held messages of a group after a key arrived. One that opens, or fails (reported), leaves the buffer;
+   * its record is deleted once the group, its chain step spent, is stored (`#openGroupMessage`), or when it cannot
+   * open. The others stay where they are: other groups' holds and drops, under their own locks, may run meanwhile.
    */
   async #retryGroupMessages(groupId: string): Promise<void> {
     for (const m of this.#pendingGroup.filter((p) => p.groupId === groupId)) {
+      let forGood = true;
       try {
         if (!(await this.#openGroupMessage(m))) continue;
       } catch (error) {
         this.#emit("error", error as Error);
+        // A message that cannot open is gone for good; one whose group could not be stored after its chain step
+        // (a storage failure) keeps its record: the next start loads the group without that step, and opens it.
+        forGood = error instanceof SenderKeyError || error instanceof TamperedMessageError;
       }
       this.#pendingGroup = this.#pendingGroup.filter((p) => p !== m);
-      await this.#deleteHeld([HELD_MESSAGES_PREFIX + m.base.messageId]);
+      if (forGood) await this.#deleteHeld([HELD_MESSAGES_PREFIX + m.base.messageId]);
     }
   }
 

@@ -8,7 +8,7 @@ import { deployProtocolFixture } from "../fixtures/protocol";
 import { createTestClient, fundedWallet, startRegisteredEdgeNodes } from "../fixtures/edgeNetwork";
 import type { EdgeNode } from "../../node/edge";
 import { SenderKeyError } from "../../sdk/crypto/senderKeys";
-import { FileStorage, MemoryStorage, type StorageAdapter } from "../../sdk/storage";
+import { FileStorage, MemoryStorage, StorageError, type StorageAdapter } from "../../sdk/storage";
 import {
   ClientError,
   KEY_REQUEST_DELAY_MS,
@@ -359,6 +359,53 @@ describe("e2e: group invitations the user accepts, through real edge nodes on 12
     expect(await third.identity.store.list("net/hm/")).to.deep.equal([]);
     expect(duplicates).to.have.length(texts.length);
     expect(shownThird.filter((m) => m.groupId === group)).to.deep.equal([]);
+  });
+
+  it("keeps a held message's record when its group cannot be stored after it opened: the next start shows it", async () => {
+    const { client: admin } = await user();
+    const dir = path.join(root, "held-store-fails");
+    const files = await FileStorage.open(dir);
+    // Group records cannot be written once the invitation's record is deleted: the join is stored, then the held
+    // message opens and its chain step cannot be.
+    let armed = false;
+    const storage: StorageAdapter = {
+      get: (key) => files.get(key),
+      list: (prefix) => files.list(prefix),
+      delete: async (key) => {
+        await files.delete(key);
+        if (key.includes("/net/i/")) armed = true;
+      },
+      put: async (key, value) => {
+        if (armed && key.includes("/net/g/")) throw new StorageError("Io", "test: group records cannot be written");
+        await files.put(key, value);
+      },
+    };
+    const { client: first, wallet: b } = await user({}, storage);
+    const asked = invitations(first);
+    const group = await admin.createGroup([b.address]);
+    await until(() => asked.length === 1, "the invitation");
+    const [id] = (await admin.sendToGroup(group, "kept")).messageIds;
+    await until(async () => (await first.identity.store.list("net/hm/")).includes(`net/hm/${id}`), "its record");
+    const shown = collect(first);
+    const failures: Error[] = [];
+    first.on("error", (e) => {
+      if (e instanceof StorageError) failures.push(e);
+    });
+    await first.acceptGroupInvitation(group, { signal: AbortSignal.timeout(WAIT_MS) }).catch(() => undefined);
+    expect(armed).to.equal(true);
+    expect(failures).to.not.have.length(0); // the group's write after the message opened
+    expect(shown.filter((m) => m.groupId === group)).to.deep.equal([]); // not shown: its step was not stored
+    expect(await first.identity.store.list("net/hm/")).to.deep.equal([`net/hm/${id}`]);
+    await first.stop();
+
+    const again = await client(b, await FileStorage.open(dir));
+    const shownAgain = collect(again);
+    await again.start();
+    await until(() => shownAgain.some((m) => m.groupId === group), "the held message at start");
+    expect(shownAgain.filter((m) => m.groupId === group).map((m) => [m.messageId, m.text])).to.deep.equal([
+      [id, "kept"],
+    ]);
+    expect(await again.identity.store.list("net/hm/")).to.deep.equal([]);
   });
 
   it("keeps the keys held while an invitation is pending across a restart: a member's and the admin's phone's messages open once accepted", async () => {

@@ -201,9 +201,12 @@ export class InboxStore {
         `INSERT INTO inbox_messages (recipient, message_id, stored_at, expires_at, envelope, size, promise_sig)
          VALUES (?, ?, ?, ?, ?, ?, ?)`,
       ),
-      page: s.prepare<[Buffer, number, number, number, Buffer, number], DbRow>(
+      // A row value, not "stored_at > ? OR (stored_at = ? AND message_id > ?)": SQLite plans it as a range of the
+      // (recipient, stored_at, message_id) index, where the OR form scans the recipient's rows from the oldest on
+      // every page (paging through 20,000 rows took 1.5 s that way, 0.14 s this way: quadratic against linear).
+      page: s.prepare<[Buffer, number, number, Buffer, number], DbRow>(
         `SELECT * FROM inbox_messages WHERE recipient = ? AND expires_at > ?
-           AND (stored_at > ? OR (stored_at = ? AND message_id > ?))
+           AND (stored_at, message_id) > (?, ?)
          ORDER BY stored_at, message_id LIMIT ?`,
       ),
       remove: s.prepare<[Buffer, Buffer]>("DELETE FROM inbox_messages WHERE recipient = ? AND message_id = ?"),
@@ -267,9 +270,7 @@ export class InboxStore {
     limit: number,
     after: { storedAt: number; messageId: Uint8Array } = { storedAt: -1, messageId: new Uint8Array(0) },
   ): StoredRow[] {
-    return this.q.page
-      .all(buf(recipientId), now, after.storedAt, after.storedAt, buf(after.messageId), limit)
-      .map(toRow);
+    return this.q.page.all(buf(recipientId), now, after.storedAt, buf(after.messageId), limit).map(toRow);
   }
 
   /** Deletes the listed messages of `recipientId` in one transaction; returns how many existed. */

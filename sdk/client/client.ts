@@ -77,6 +77,7 @@ import {
   MAX_ONE_TIME_PREKEYS,
   MAX_TTL_SECONDS,
   encodeDelivery,
+  inboxPageInOrder,
   type InboxCursor,
   type StoredEnvelope,
 } from "../wire/messages";
@@ -214,8 +215,9 @@ export const BACKUP_CONFIRM_ATTEMPTS = 40;
 /** Delay between two looks for a new backup's chunks: they travel through 2 or 3 hops and are replicated. */
 export const BACKUP_CONFIRM_DELAY_MS = 250;
 /**
- * Pages one `sync` reads from one home node at most: an inbox holds 1,000 messages by default (DEFAULT_INBOX_QUOTA),
- * 63 pages of 16; a node still answering after 256 pages (4,096 messages) is making them up.
+ * Pages one `sync` reads from one home node at most (4,096 messages): it bounds the work one sync does for a node
+ * that keeps making messages up. An inbox holds 1,000 by default (DEFAULT_INBOX_QUOTA, 63 pages of 16), and the
+ * node's rate limit on requests (20 a second, 200 at once, a FETCH and an ACK a page) slows a longer sync first.
  */
 export const SYNC_MAX_PAGES_PER_NODE = 256;
 /** First reconnect delay of a subscription; doubled up to SUBSCRIBE_BACKOFF_MAX_MS. */
@@ -544,13 +546,6 @@ interface GroupSendPlan {
 }
 
 const asNode = (info: EdgeNodeInfo): NodeAddress => ({ peerId: info.peerId, multiaddrs: info.multiaddrs });
-
-/** Whether `stored` comes after `cursor` in a node's inbox order (stored time, then id bytes); any does after none. */
-function isAfter(stored: StoredEnvelope, cursor: InboxCursor | undefined): boolean {
-  if (cursor === undefined) return true;
-  if (stored.storedAt !== cursor.storedAt) return stored.storedAt > cursor.storedAt;
-  return Buffer.compare(stored.messageId, cursor.messageId) > 0;
-}
 
 /** A chat client bound to one wallet. Create with `SendingClient.create`, then `register`, `start`, `send`. */
 export class SendingClient {
@@ -1063,12 +1058,6 @@ export class SendingClient {
       try {
         let after: InboxCursor | undefined;
         for (let page = 0; ; page++) {
-          if (page === SYNC_MAX_PAGES_PER_NODE) {
-            throw new NodeProtocolError(
-              `SendingClient.sync: ${node.operator} still hands out inbox pages after ${SYNC_MAX_PAGES_PER_NODE}`,
-              node.peerId,
-            );
-          }
           const batch = await retryChainLag(
             () =>
               fetchInbox(this.#host, asNode(node), this.#signer, INBOX_MAX_BATCH, {
@@ -1078,16 +1067,20 @@ export class SendingClient {
               }),
             options.signal,
           );
-          const cursor = after;
-          if (batch.some((stored, i) => !isAfter(stored, i === 0 ? cursor : batch[i - 1]))) {
+          if (!inboxPageInOrder(batch, after)) {
             throw new NodeProtocolError(
               `SendingClient.sync: ${node.operator} answered an inbox page out of order (expected stored time, then ` +
                 `id, after the cursor)`,
               node.peerId,
             );
           }
-          const { fresh } = await this.#enqueue(node, batch);
-          total += fresh;
+          if (page === SYNC_MAX_PAGES_PER_NODE && batch.length > 0) {
+            throw new NodeProtocolError(
+              `SendingClient.sync: ${node.operator} still hands out inbox pages after ${SYNC_MAX_PAGES_PER_NODE}`,
+              node.peerId,
+            );
+          }
+          total += await this.#enqueue(node, batch);
           if (batch.length < INBOX_MAX_BATCH) break;
           const last = batch[batch.length - 1];
           after = { storedAt: last.storedAt, messageId: last.messageId };
@@ -1121,23 +1114,16 @@ export class SendingClient {
     }
   }
 
-  /**
-   * Processes a batch from one node in the client's queue; resolves with how many messages were new, and how many
-   * chunks of replaced backups were acknowledged.
-   */
-  #enqueue(node: EdgeNodeInfo, batch: readonly StoredEnvelope[]): Promise<{ fresh: number; dropped: number }> {
+  /** Processes a batch from one node in the client's queue; resolves with how many messages were new. */
+  #enqueue(node: EdgeNodeInfo, batch: readonly StoredEnvelope[]): Promise<number> {
     const run = this.#queue.then(() => this.#processBatch(node, batch));
     this.#queue = run.catch(() => undefined);
     return run;
   }
 
-  async #processBatch(
-    node: EdgeNodeInfo,
-    batch: readonly StoredEnvelope[],
-  ): Promise<{ fresh: number; dropped: number }> {
+  async #processBatch(node: EdgeNodeInfo, batch: readonly StoredEnvelope[]): Promise<number> {
     const ack: Uint8Array[] = [];
     let fresh = 0;
-    let dropped = 0;
     let bytes = 0n;
     for (const stored of batch) {
       const id = toHex(stored.messageId);
@@ -1146,7 +1132,6 @@ export class SendingClient {
         if (this.#keepBackupChunk(node, stored) === "stale") {
           ack.push(stored.messageId);
           bytes += BigInt(stored.envelope.length);
-          dropped++;
         }
         continue;
       }
@@ -1166,7 +1151,7 @@ export class SendingClient {
     } catch (error) {
       // Not acknowledged then: the batch comes again, and a restart before the ids are stored must find it.
       this.#emit("error", error as Error);
-      return { fresh, dropped };
+      return fresh;
     }
     if (ack.length > 0) {
       try {
@@ -1177,7 +1162,7 @@ export class SendingClient {
       }
       if (this.#options.autoBills !== false) this.#scheduleBills(node.operator);
     }
-    return { fresh, dropped };
+    return fresh;
   }
 
   async #receive(node: EdgeNodeInfo, stored: StoredEnvelope): Promise<void> {
@@ -3212,11 +3197,11 @@ export class SendingClient {
 
   /**
    * Reads the whole inbox at every home node until `done()` holds, checking every BACKUP_CONFIRM_DELAY_MS,
-   * BACKUP_CONFIRM_ATTEMPTS times at most. FETCH cannot do it: it answers the oldest messages only, and the current
-   * backup's chunks stay at the head of the inbox (never acknowledged), so past a full batch of them a drain never
-   * reaches what came after. A subscription pages through the whole inbox (its backlog, with a cursor), then pushes
-   * what arrives: a started client has one per home node already, any other opens them for the time of the scan.
-   * What the subscriptions bring is processed as always (`#processBatch`).
+   * BACKUP_CONFIRM_ATTEMPTS times at most, through subscriptions: one pages through the whole inbox (its backlog,
+   * with a cursor), then pushes what arrives, so chunks still travelling or being replicated are met the moment they
+   * land, where repeated `sync`s would page the whole inbox again each time (and meet the node's rate limit). A
+   * started client has one per home node already, any other opens them for the time of the scan. What the
+   * subscriptions bring is processed as always (`#processBatch`).
    */
   async #scanInbox(done: () => boolean, options: ClientCallOptions): Promise<void> {
     if (done()) return;
@@ -3274,7 +3259,7 @@ export class SendingClient {
       const chunks = found();
       return chunks.length > 0 && new Set(chunks.map((c) => c.index)).size >= chunks[0].count;
     };
-    // A drain (FETCH) may stop short of them behind a full batch of parked chunks: the whole inbox is read then.
+    // The sync before met what was in the inbox then; chunks still being replicated come through the scan.
     await this.#scanInbox(complete, options);
     const chunks = found();
     const count = chunks[0]?.count ?? 0;

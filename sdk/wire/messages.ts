@@ -870,6 +870,24 @@ function writeRequestFields(w: ByteWriter, request: UnsignedInboxRequest, where:
   }
 }
 
+/**
+ * Whether a MESSAGES page is in the inbox order after `after`: each envelope strictly after the one before it (the
+ * first after the cursor, or anything without one), by stored time, then message id bytes, as the node sorts them.
+ * A page that fails this would make a paging reader go back or repeat: its node is not to be paged further.
+ */
+export function inboxPageInOrder(page: readonly StoredEnvelope[], after: InboxCursor | undefined): boolean {
+  let previous = after;
+  for (const stored of page) {
+    if (previous !== undefined) {
+      const sameTime = stored.storedAt === previous.storedAt;
+      if (stored.storedAt < previous.storedAt) return false;
+      if (sameTime && Buffer.compare(stored.messageId, previous.messageId) <= 0) return false;
+    }
+    previous = stored;
+  }
+  return true;
+}
+
 /** A fetch's or list's cursor: flag (1: 0 none, 1 one follows) || [stored at (8) || message id (16)]. */
 function readCursor(r: ByteReader, where: string): InboxCursor | undefined {
   const flag = r.u8("cursor flag");

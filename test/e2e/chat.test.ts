@@ -1175,12 +1175,12 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     ];
     const first = await olivia.backup({ contacts: [], history: history(1, "a".repeat(31_000)) });
     expect(parked()).to.deep.equal(Array<string>(9).fill(first)); // nine chunks
-    // Nine parked chunks and nine new ones: a FETCH (16, oldest first) never shows the last new ones.
+    // Nine parked chunks and nine new ones: more than one FETCH page (16), met whole through the subscriptions.
     const second = await olivia.backup({ contacts: [], history: history(2, "b".repeat(31_000)) });
     expect(parked()).to.deep.equal(Array<string>(9).fill(second));
     expect((await olivia.did.readDid(wallet.address)).backupPointer).to.equal(second);
 
-    // A backup of 20 chunks: a fresh client of the same wallet restores it although a drain shows it 16.
+    // A backup of 20 chunks, more than a page: a fresh client of the same wallet restores it.
     const contents = { contacts: [], history: history(3, "c".repeat(70_000)) };
     const third = await olivia.backup(contents);
     expect(parked()).to.have.length(20);

@@ -38,6 +38,7 @@ import {
   encodePrekeysMessage,
   parseBillsMessage,
   parseDelivery,
+  inboxPageInOrder,
   parseInboxMessage,
   parsePrekeysMessage,
   signInboxRequest,
@@ -374,6 +375,28 @@ describe("sdk/wire messages: inbox, prekeys and bills bodies", () => {
     const one = plain.body.slice();
     one[flagAt] = 1;
     expectMessageError(() => parseInboxMessage(plain.type, one), "MESSAGE_MALFORMED");
+  });
+
+  it("tells a page in the inbox order (stored time, then id) after its cursor from one that goes back or repeats", () => {
+    const id = (last: number) => Uint8Array.from({ length: 16 }, (_, i) => (i === 15 ? last : 0x10));
+    const at = (storedAt: number, last: number) => ({ storedAt, messageId: id(last), envelope: bytes(1) });
+    const cursor = { storedAt: 100, messageId: id(5) };
+    expect(inboxPageInOrder([], undefined)).to.equal(true);
+    expect(inboxPageInOrder([], cursor)).to.equal(true);
+    expect(inboxPageInOrder([at(1, 9), at(1, 10), at(2, 0)], undefined)).to.equal(true);
+    // After the cursor: a later time with any id, or the same time with a greater id (a tie broken by the id).
+    expect(inboxPageInOrder([at(100, 6), at(100, 7), at(101, 0)], cursor)).to.equal(true);
+    expect(inboxPageInOrder([at(101, 0)], cursor)).to.equal(true);
+    // The cursor's own message, one before it, or a page going back or repeating inside.
+    expect(inboxPageInOrder([at(100, 5)], cursor)).to.equal(false);
+    expect(inboxPageInOrder([at(100, 4)], cursor)).to.equal(false);
+    expect(inboxPageInOrder([at(99, 200)], cursor)).to.equal(false);
+    expect(inboxPageInOrder([at(101, 1), at(101, 1)], cursor)).to.equal(false);
+    expect(inboxPageInOrder([at(101, 2), at(101, 1)], cursor)).to.equal(false);
+    expect(inboxPageInOrder([at(102, 0), at(101, 9)], undefined)).to.equal(false);
+    // Ids compare as bytes from the first: a greater first byte wins over a smaller last one.
+    const high = { storedAt: 100, messageId: Uint8Array.from({ length: 16 }, (_, i) => (i === 0 ? 0x11 : 0)) };
+    expect(inboxPageInOrder([{ ...high, envelope: bytes(1) }], cursor)).to.equal(true);
   });
 
   it("checks a prekey publication's signature by the identity it carries, for this node only", () => {

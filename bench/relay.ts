@@ -587,10 +587,35 @@ export async function relayFigures(print: (line: string) => void): Promise<void>
   }
 }
 
+/** The bench's sections, in the order they run. */
+const SECTIONS = ["constraints", "proof", "gas", "relay"] as const;
+
+const USAGE = `Usage: [SEND_BENCH=<sections>] npm run bench
+
+Prints the project's figures: circuit constraints, proving time and memory, gas per operation, and the edge node's
+relay (throughput against a raw libp2p stream and a bare forwarder, added latency per hop, replay cache and inbox
+memory). Every section by default; a few minutes.
+
+Environment:
+  SEND_BENCH                 comma-separated sections to run: ${SECTIONS.join(", ")}; "help" prints this
+  SEND_BENCH_PEEL_WORKERS    the measured edge node's peel workers (default: cores less one, at most 4)
+  SEND_BENCH_NODE_PROFILE    a folder: the edge node's CPU profile of the measured window goes there
+docs/NODE.md ("Figures") and docs/PROOF_OF_RELAY.md explain the figures.`;
+
 async function main(): Promise<void> {
   const started = Date.now();
   const only = process.env.SEND_BENCH?.split(",").map((s) => s.trim());
-  const want = (name: string) => only === undefined || only.includes(name);
+  if (only?.includes("help")) {
+    log(USAGE);
+    return;
+  }
+  const unknown = only?.filter((name) => !(SECTIONS as readonly string[]).includes(name)) ?? [];
+  if (unknown.length > 0) {
+    throw new Error(
+      `bench: SEND_BENCH names ${unknown.join(", ")}: expected some of ${SECTIONS.join(", ")}\n\n${USAGE}`,
+    );
+  }
+  const want = (name: (typeof SECTIONS)[number]) => only === undefined || only.includes(name);
   if (want("constraints")) await constraintFigures();
   if (want("proof")) await provingFigures();
   if (want("gas")) await gasFigures();

@@ -28,7 +28,7 @@ import { getAddress, Signature, verifyMessage, type Signer } from "ethers";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { billKeyOf, type BabyJubjubPoint } from "../bill/bill";
-import { ByteReader, ByteWriter, concatBytes, wipe } from "../crypto/bytes";
+import { ByteReader, ByteWriter, bytesEqual, concatBytes, wipe } from "../crypto/bytes";
 import {
   KEY_LENGTH,
   NONCE_LENGTH,
@@ -50,6 +50,9 @@ import {
   type PrekeyStore,
 } from "../crypto/session";
 import {
+  X3DH_HEADER_LENGTH,
+  X3dhError,
+  decodeX3dhHeader,
   generateIdentityKeyPair,
   generateOneTimePrekeys,
   generateSignedPrekey,
@@ -69,6 +72,12 @@ import type { StorageAdapter } from "../storage/adapter";
 export const WALLET_MESSAGE_TITLE = "Sending Network identity v1";
 /** One-time prekeys drawn when an identity is created, and the default of `addOneTimePrekeys`. */
 export const DEFAULT_ONE_TIME_PREKEYS = 20;
+/**
+ * Base keys of initial messages without a one-time prekey remembered per signed prekey (32 bytes each, 128 KiB at
+ * most): a week of new contacts many times over; past it the oldest is forgotten, and a replay of that one message
+ * opens a second session (whose replies the replayer cannot read), as with no record at all.
+ */
+export const MAX_USED_BASE_KEYS = 4096;
 /** Signed prekeys kept after a rotation, so initial messages sent to the previous one still open (X3DH §4.6). */
 export const PREVIOUS_SIGNED_PREKEYS_KEPT = 1;
 /** Version byte of every record this module stores. */
@@ -297,6 +306,12 @@ const IDENTITY = "identity";
 const SIGNED_PREFIX = "prekeys/signed/";
 const ONE_TIME_PREFIX = "prekeys/one-time/";
 const SESSION_PREFIX = "sessions/";
+/**
+ * Storage prefix of the base keys (EK_A) of initial messages accepted without a one-time prekey, one record per
+ * signed prekey id: EK_A (32 each), oldest first. Such a message can be replayed (X3DH §4.2); its base key refused
+ * a second time makes the replay fail. The record goes with its signed prekey: a replay to a deleted one fails anyway.
+ */
+const USED_BASE_KEYS_PREFIX = "prekeys/used-base-keys/";
 const idName = (prefix: string, id: number) => prefix + id.toString(16).padStart(8, "0");
 const META_MAGIC = utf8("SNID");
 
@@ -546,6 +561,7 @@ export class ClientIdentity {
     for (const old of [...this.#signed.keys()]) {
       if (old <= id - 1 - PREVIOUS_SIGNED_PREKEYS_KEPT) {
         await this.store.delete(idName(SIGNED_PREFIX, old));
+        await this.store.delete(idName(USED_BASE_KEYS_PREFIX, old));
         wipe(this.#signed.get(old)?.keyPair.secretKey);
         this.#signed.delete(old);
       }
@@ -573,6 +589,18 @@ export class ClientIdentity {
   }
 
   async #acceptSession(message: Uint8Array, options: RatchetOptions): Promise<AcceptedSession> {
+    // Without a one-time prekey nothing else stops a replay of the same initial message: its base key is checked
+    // against those already accepted under the same signed prekey, before any DH, and noted once it decrypted.
+    const header =
+      message.length >= X3DH_HEADER_LENGTH ? decodeX3dhHeader(message.subarray(0, X3DH_HEADER_LENGTH)) : undefined;
+    const replayable = header !== undefined && header.oneTimePrekeyId === undefined;
+    const used = replayable ? await this.#usedBaseKeys(header.signedPrekeyId) : [];
+    if (replayable && used.some((key) => bytesEqual(key, header.ephemeralKey))) {
+      throw new X3dhError(
+        "Replayed",
+        `acceptSession: expected a new base key for signed prekey ${header.signedPrekeyId}, got one already accepted`,
+      );
+    }
     const removed: number[] = [];
     const store: PrekeyStore = {
       signedPrekey: (id) => this.#signed.get(id),
@@ -587,7 +615,24 @@ export class ClientIdentity {
       wipe(this.#oneTime.get(id)?.keyPair.secretKey);
       this.#oneTime.delete(id);
     }
+    if (replayable) {
+      const kept = [...used, header.ephemeralKey].slice(-MAX_USED_BASE_KEYS);
+      await this.store.put(idName(USED_BASE_KEYS_PREFIX, header.signedPrekeyId), concatBytes(...kept));
+    }
     return accepted;
+  }
+
+  /** The base keys already accepted without a one-time prekey under signed prekey `id` (USED_BASE_KEYS_PREFIX). */
+  async #usedBaseKeys(id: number): Promise<Uint8Array[]> {
+    const record = await this.store.get(idName(USED_BASE_KEYS_PREFIX, id));
+    if (record === undefined) return [];
+    if (record.length % 32 !== 0) {
+      throw new IdentityError(
+        "CorruptStorage",
+        `ClientIdentity.acceptSession: used base keys of signed prekey ${id}: expected 32 bytes each, got ${record.length}`,
+      );
+    }
+    return Array.from({ length: record.length / 32 }, (_, i) => record.slice(32 * i, 32 * i + 32));
   }
 
   /**

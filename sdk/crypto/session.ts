@@ -5,8 +5,9 @@
  * The initial message is the X3DH header (106 bytes, x3dh.ts `encodeX3dhHeader`) followed by the first ratchet
  * message. The responder deletes the one-time prekey only after that first message decrypts (X3DH §3.4), so a
  * forged header cannot burn a prekey that a genuine initiator used; a replayed initial message then fails with
- * X3dhError "MissingPrekey" (X3DH §4.2). An initial message sent without a one-time prekey can be replayed to create
- * a second responder session; its first reply carries a fresh ratchet key, so the replayer learns nothing.
+ * X3dhError "MissingPrekey" (X3DH §4.2). An initial message sent without a one-time prekey could be replayed to create
+ * a second responder session (its first reply carries a fresh ratchet key, so the replayer learns nothing): this
+ * function keeps no state, and ClientIdentity.acceptSession refuses a base key it already accepted ("Replayed").
  */
 import { expectBytes, wipe } from "./bytes";
 import type { RandomBytes } from "./primitives";

@@ -49,7 +49,9 @@ export type X3dhErrorCode =
   /** The responder has no signed prekey or one-time prekey with the id the header names. */
   | "MissingPrekey"
   /** An encoded header or bundle does not parse. */
-  | "Malformed";
+  | "Malformed"
+  /** An initial message without a one-time prekey whose base key (EK_A) this responder already accepted (§4.2). */
+  | "Replayed";
 
 /** The typed error of this module; `code` says which check failed. */
 export class X3dhError extends Error {

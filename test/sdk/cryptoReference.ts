@@ -89,3 +89,20 @@ export function expectError<E extends Error & { code: string }>(
   expect((caught as E).code).to.equal(code, (caught as E).message);
   return caught as E;
 }
+
+/** `expectError` for a promise: asserts it rejects with an instance of `type` whose `code` is `code`, and returns it. */
+export async function expectRejection<E extends Error & { code: string }>(
+  promise: Promise<unknown>,
+  type: abstract new (...args: never[]) => E,
+  code: string,
+): Promise<E> {
+  let caught: unknown;
+  try {
+    await promise;
+  } catch (e) {
+    caught = e;
+  }
+  expect(caught, "expected a rejection").to.be.instanceOf(type);
+  expect((caught as E).code).to.equal(code, (caught as E).message);
+  return caught as E;
+}

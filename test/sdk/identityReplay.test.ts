@@ -9,6 +9,7 @@ import { Wallet, type Signer } from "ethers";
 import { ClientIdentity, MAX_USED_BASE_KEYS } from "../../sdk/client/identity";
 import { X3dhError } from "../../sdk/crypto/x3dh";
 import { MemoryStorage, type StorageAdapter } from "../../sdk/storage";
+import { expectRejection } from "./cryptoReference";
 
 const utf8 = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -24,16 +25,7 @@ function open(wallet: Signer, storage: StorageAdapter = new MemoryStorage()): Pr
   });
 }
 
-async function expectX3dhError(promise: Promise<unknown>, code: string): Promise<void> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).to.be.instanceOf(X3dhError);
-    expect((error as X3dhError).code).to.equal(code);
-    return;
-  }
-  expect.fail(`expected X3dhError ${code}`);
-}
+const expectX3dhError = (promise: Promise<unknown>, code: string) => expectRejection(promise, X3dhError, code);
 
 describe("SDK client: X3DH replay of an initial message without a one-time prekey", () => {
   const aliceWallet = Wallet.createRandom();

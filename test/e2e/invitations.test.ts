@@ -12,6 +12,7 @@ import { FileStorage, MemoryStorage, StorageError, type StorageAdapter } from ".
 import {
   ClientError,
   KEY_REQUEST_DELAY_MS,
+  MAX_GROUP_INVITATIONS,
   MAX_GROUP_INVITATIONS_PER_ADMIN,
   SendingClient,
   type GroupInvitation,
@@ -500,6 +501,33 @@ describe("e2e: group invitations the user accepts, through real edge nodes on 12
       { groupId: kept[1], admin: a.address, version: 0, members: [a.address, e.address] },
     ]);
     expect(dropped).to.have.length(1);
+  });
+
+  it("keeps at most MAX_GROUP_INVITATIONS in all: one more, from a new admin, pushes out the oldest", async function () {
+    this.timeout(300_000);
+    const { client: invited, wallet: e } = await user();
+    const asked = invitations(invited);
+    const dropped: ClientError[] = [];
+    invited.on("error", (error) => {
+      if (error instanceof ClientError && error.code === "InvitationDropped") dropped.push(error);
+    });
+    // Each admin invites twice (its own bound), so the bound in all is reached with MAX / PER_ADMIN admins.
+    const admins = MAX_GROUP_INVITATIONS / MAX_GROUP_INVITATIONS_PER_ADMIN;
+    const groups: string[] = [];
+    for (let i = 0; i <= admins; i++) {
+      const { client: admin } = await user();
+      for (let j = 0; j < (i < admins ? MAX_GROUP_INVITATIONS_PER_ADMIN : 1); j++) {
+        groups.push(await admin.createGroup([e.address]));
+        await until(() => asked.length === groups.length, `invitation ${groups.length}`);
+      }
+    }
+    expect(groups).to.have.length(MAX_GROUP_INVITATIONS + 1);
+    const [oldest, ...kept] = groups;
+    expect(invited.groupInvitations().map((i) => i.groupId)).to.deep.equal(kept);
+    expect(dropped).to.have.length(1);
+    expect(dropped[0].message).to.include(oldest);
+    expect(await invited.identity.store.list("net/i/")).to.have.members(kept.map((g) => `net/i/${g}`));
+    expect(await codeOf(invited.acceptGroupInvitation(oldest))).to.equal("UnknownGroup");
   });
 
   it("asks no other user for the key of a group whose invitation a bound pushed out", async () => {

@@ -667,8 +667,9 @@ export class SendingClient {
     const host = await ClientHost.create(options.host);
     const client = new SendingClient(identity, did, registry, parameters, host, options);
     await client.#loadGroups();
-    await client.#loadInvitations();
+    // The held items first: an invitation the bounds push out at load takes what was held for it along.
     await client.#loadHeld();
+    await client.#loadInvitations();
     client.#seen = await SeenIds.load(identity.store, (error) => client.#emit("error", error));
     return client;
   }
@@ -985,10 +986,11 @@ export class SendingClient {
    * Starts receiving: drains each home node's inbox with FETCH (messages stored while offline), then keeps a live
    * SUBSCRIBE to each, reconnecting with backoff until `stop()`. Resolves once the drain is done and the subscriptions
    * are opening. First, a group list followed before but not stored (a storage failure) is completed; a failure there
-   * is an "error" event (the next `sendToGroup` tries again, and throws it). Then the group messages held before the
-   * last stop (loaded at create) are taken up: those of a group this client is in are tried once more (their key may
-   * have come just before the stop), and each one still held asks for its key as when it came (`#scheduleKeyRequest`:
-   * the same rules, whom and how often; with "ask", for a group not joined, only this user's own clients).
+   * is an "error" event (the next `sendToGroup` tries again, and throws it). Then what was held before the last stop
+   * (loaded at create) is taken up: in a group this client is in, the held keys of members' clients are taken and the
+   * held messages tried once more (`#retakeHeld`); after the drain, each message still held asks for its key as when
+   * it came (`#scheduleKeyRequest`: the same rules, whom and how often; with "ask", for a group not joined, only this
+   * user's own clients).
    */
   async start(options: ClientCallOptions = {}): Promise<void> {
     if (this.#stopped) throw new ClientError("Stopped", "SendingClient.start: the client was stopped");
@@ -1000,12 +1002,12 @@ export class SendingClient {
       await this.#withGroup(id, () => this.#settleList(state)).catch((error: Error) => this.#emit("error", error));
     }
     const held = [...this.#pendingGroup];
-    for (const id of new Set(held.map((m) => m.groupId))) {
+    for (const id of new Set([...held.map((m) => m.groupId), ...this.#heldGroupKeys.map((k) => k.groupId)])) {
       if (!this.#groups.has(id)) continue;
-      await this.#withGroup(id, () => this.#retryGroupMessages(id)).catch((error: Error) => this.#emit("error", error));
+      await this.#withGroup(id, () => this.#retakeHeld(id)).catch((error: Error) => this.#emit("error", error));
     }
+    await this.sync(options); // a key that came while this client was stopped is in the inbox: no request for it
     for (const m of held) if (this.#pendingGroup.includes(m)) this.#scheduleKeyRequest(m);
-    await this.sync(options);
     this.#running = new AbortController();
     const signal = this.#running.signal;
     this.#subscriptions = this.#homeNodes.map((node) => this.#subscribeLoop(node, signal));
@@ -1179,7 +1181,16 @@ export class SendingClient {
     const sender = inner.sender;
     let plaintext: Uint8Array;
     if (inner.type === InnerType.INITIAL) {
-      const accepted = await this.#identity.acceptSession(inner.body);
+      let accepted;
+      try {
+        accepted = await this.#identity.openSession(inner.body);
+      } catch (error) {
+        if (!(error instanceof X3dhError) || error.code !== "Replayed") throw error;
+        throw new TamperedMessageError(
+          `SendingClient: envelope ${toHex(stored.messageId)} from ${sender}: an initial message already accepted, ` +
+            `sent again (a replay): ${error.message}`,
+        );
+      }
       // The X3DH identity must be the one the claimed sender's DID names: the seal does not authenticate.
       const did = await this.#did.readDid(sender);
       if (did.status !== DidStatus.Active || !sameIdentity(did.identity, accepted.peerIdentity)) {
@@ -1190,6 +1201,9 @@ export class SendingClient {
       const slot = this.#sessions.get(sender);
       this.#sessions.set(sender, { current: accepted.session, previous: slot?.current });
       await this.#identity.saveSession(sender, accepted.session);
+      // Only now is its one-time prekey deleted, or its base key noted against a replay: a stop before the session
+      // was stored lets the message come again and open, where a note made earlier would refuse it, losing it.
+      await accepted.commit().catch((error: Error) => this.#emit("error", error));
       plaintext = accepted.plaintext;
       this.#schedulePrekeys(); // the sender used one of the home nodes' one-time prekeys
     } else {
@@ -1255,7 +1269,10 @@ export class SendingClient {
 
   /**
    * Decrypts and emits a group message; false when the sender's key (or the group) is not here yet: the key travels
-   * in another message, on another route, and may arrive after. Other failures throw.
+   * in another message, on another route, and may arrive after. False too, with an "error" event, when the group
+   * cannot be stored after the decrypt: the session is put back as it was (its chain step not spent), so the message
+   * opens later (held: at the next key for the group, or the next start) instead of counting as a duplicate then.
+   * Other failures throw.
    */
   async #openGroupMessage(m: PendingGroupMessage): Promise<boolean> {
     const group = this.#groups.get(m.groupId);
@@ -1267,14 +1284,26 @@ export class SendingClient {
     if (getAddress(signer) !== m.from) {
       throw new TamperedMessageError(`SendingClient: group message from ${m.from} under the key of ${signer}`);
     }
+    const before = group.session.serialize();
     let opened;
     try {
-      opened = group.session.decrypt(m.message);
-    } catch (error) {
-      if (error instanceof SenderKeyError && error.code === "UnknownSenderKey") return false;
-      throw error;
+      try {
+        opened = group.session.decrypt(m.message);
+      } catch (error) {
+        if (error instanceof SenderKeyError && error.code === "UnknownSenderKey") return false;
+        throw error;
+      }
+      try {
+        await this.#saveGroup(m.groupId);
+      } catch (error) {
+        group.session = GroupSession.deserialize(before, this.#sessionOptions());
+        opened.plaintext.fill(0);
+        this.#emit("error", error as Error);
+        return false;
+      }
+    } finally {
+      before.fill(0);
     }
-    await this.#saveGroup(m.groupId);
     const text = decodeText(opened.plaintext);
     this.#emit("message", {
       ...m.base,
@@ -1291,6 +1320,7 @@ export class SendingClient {
    * lock; failures are "error" events.
    */
   #scheduleKeyRequest(m: PendingGroupMessage): void {
+    if (this.#stopped) return;
     const timer = setTimeout(() => {
       this.#keyRequestTimers.delete(timer);
       this.#withGroup(m.groupId, async () => {
@@ -1450,24 +1480,39 @@ export class SendingClient {
   }
 
   /**
-   * Retries the held messages of a group after a key arrived. One that opens, or fails (reported), leaves the buffer;
-   * its record is deleted once the group, its chain step spent, is stored (`#openGroupMessage`), or when it cannot
-   * open. The others stay where they are: other groups' holds and drops, under their own locks, may run meanwhile.
+   * Retries the held messages of a group after a key arrived. One that opens (the group, its chain step spent, stored
+   * first: `#openGroupMessage`), or cannot open (reported), leaves the buffer and its record is deleted. The others
+   * stay where they are: other groups' holds and drops, on the receive path, may run meanwhile.
    */
   async #retryGroupMessages(groupId: string): Promise<void> {
     for (const m of this.#pendingGroup.filter((p) => p.groupId === groupId)) {
-      let forGood = true;
+      // Dropped meanwhile (a bound, on the receive path of another group): reported as lost, so not shown now.
+      if (!this.#pendingGroup.includes(m)) continue;
       try {
+        // Not opened: no key yet, or the group could not be stored after the decrypt (rolled back): stays held.
         if (!(await this.#openGroupMessage(m))) continue;
       } catch (error) {
-        this.#emit("error", error as Error);
-        // A message that cannot open is gone for good; one whose group could not be stored after its chain step
-        // (a storage failure) keeps its record: the next start loads the group without that step, and opens it.
-        forGood = error instanceof SenderKeyError || error instanceof TamperedMessageError;
+        this.#emit("error", error as Error); // it cannot open: gone for good
       }
       this.#pendingGroup = this.#pendingGroup.filter((p) => p !== m);
-      if (forGood) await this.#deleteHeld([HELD_MESSAGES_PREFIX + m.base.messageId]);
+      await this.#deleteHeld([HELD_MESSAGES_PREFIX + m.base.messageId]);
     }
+  }
+
+  /**
+   * At start, for a group this client is in: the keys held for it whose sender acts for a member now (records left by
+   * a stop between a group's store and their deletion) are taken, and its held messages tried once more (their key
+   * may have come just before the stop).
+   */
+  async #retakeHeld(id: string): Promise<void> {
+    const state = this.#groups.get(id);
+    if (state === undefined) return;
+    if (this.#heldGroupKeys.some((k) => k.groupId === id)) {
+      const taken = await this.#takeHeldKeys(state, "keep");
+      await this.#saveGroup(id);
+      await this.#deleteHeld(taken);
+    }
+    await this.#retryGroupMessages(id);
   }
 
   /** The "held at" of a new held record: now, but past the last one, so that a burst within 1 ms keeps its order. */

@@ -65,6 +65,7 @@ import {
   type OneTimePrekey,
   type PrekeyBundle,
   type SignedPrekey,
+  type X3dhHeader,
 } from "../crypto/x3dh";
 import type { StorageAdapter } from "../storage/adapter";
 
@@ -78,6 +79,15 @@ export const DEFAULT_ONE_TIME_PREKEYS = 20;
  * opens a second session (whose replies the replayer cannot read), as with no record at all.
  */
 export const MAX_USED_BASE_KEYS = 4096;
+/** An initial message opened by `ClientIdentity.openSession`, not yet committed. */
+export interface OpenedSession extends AcceptedSession {
+  /**
+   * Deletes the one-time prekey the message used or, without one, notes its base key; once (later calls do nothing).
+   * Throws X3dhError("Replayed") if the same base key was noted meanwhile.
+   */
+  commit(): Promise<void>;
+}
+
 /** Signed prekeys kept after a rotation, so initial messages sent to the previous one still open (X3DH §4.6). */
 export const PREVIOUS_SIGNED_PREKEYS_KEPT = 1;
 /** Version byte of every record this module stores. */
@@ -561,9 +571,15 @@ export class ClientIdentity {
     for (const old of [...this.#signed.keys()]) {
       if (old <= id - 1 - PREVIOUS_SIGNED_PREKEYS_KEPT) {
         await this.store.delete(idName(SIGNED_PREFIX, old));
-        await this.store.delete(idName(USED_BASE_KEYS_PREFIX, old));
         wipe(this.#signed.get(old)?.keyPair.secretKey);
         this.#signed.delete(old);
+      }
+    }
+    // The base keys noted under a signed prekey go with it (a replay to it now fails as MissingPrekey), and so does
+    // any record a stop between the two deletes left behind.
+    for (const name of await this.store.list(USED_BASE_KEYS_PREFIX)) {
+      if (!this.#signed.has(Number.parseInt(name.slice(USED_BASE_KEYS_PREFIX.length), 16))) {
+        await this.store.delete(name);
       }
     }
     return spk;
@@ -581,58 +597,77 @@ export class ClientIdentity {
   }
 
   /**
-   * Accepts an initial message (X3DH header || first ratchet message) sent to this identity. The one-time prekey it
-   * used is deleted from memory and storage only once the first message decrypted. Throws X3dhError or RatchetError.
+   * Accepts an initial message (X3DH header || first ratchet message) sent to this identity: `openSession`, then its
+   * `commit` at once. Throws X3dhError (among them "Replayed") or RatchetError.
    */
   async acceptSession(message: Uint8Array, options: RatchetOptions = {}): Promise<AcceptedSession> {
-    return this.#exclusive(() => this.#acceptSession(message, options));
+    const opened = await this.openSession(message, options);
+    await opened.commit();
+    return opened;
   }
 
-  async #acceptSession(message: Uint8Array, options: RatchetOptions): Promise<AcceptedSession> {
-    // Without a one-time prekey nothing else stops a replay of the same initial message: its base key is checked
-    // against those already accepted under the same signed prekey, before any DH, and noted once it decrypted.
-    const header =
-      message.length >= X3DH_HEADER_LENGTH ? decodeX3dhHeader(message.subarray(0, X3DH_HEADER_LENGTH)) : undefined;
-    const replayable = header !== undefined && header.oneTimePrekeyId === undefined;
-    const used = replayable ? await this.#usedBaseKeys(header.signedPrekeyId) : [];
-    if (replayable && used.some((key) => bytesEqual(key, header.ephemeralKey))) {
+  /**
+   * Opens an initial message (X3DH header || first ratchet message) sent to this identity, and changes nothing: the
+   * caller checks who sent it (the sender's DID must name `peerIdentity`), keeps the session, and then calls `commit`,
+   * which deletes the one-time prekey it used and, without one, notes its base key (EK_A) so the same message is
+   * refused if it comes again (X3DH §4.2: it could be replayed). Nothing is noted for a message that fails to decrypt
+   * (a tampered copy) or whose sender is never checked, so neither burns a prekey nor fills the record. A base key
+   * already noted under the same signed prekey is refused before any DH: X3dhError("Replayed"). Throws X3dhError or
+   * RatchetError.
+   */
+  async openSession(message: Uint8Array, options: RatchetOptions = {}): Promise<OpenedSession> {
+    return this.#exclusive(async () => {
+      const header =
+        message.length >= X3DH_HEADER_LENGTH ? decodeX3dhHeader(message.subarray(0, X3DH_HEADER_LENGTH)) : undefined;
+      if (header !== undefined && header.oneTimePrekeyId === undefined) await this.#refuseUsedBaseKey(header);
+      const removed: number[] = [];
+      const store: PrekeyStore = {
+        signedPrekey: (id) => this.#signed.get(id),
+        oneTimePrekey: (id) => this.#oneTime.get(id),
+        removeOneTimePrekey: (id) => {
+          removed.push(id);
+        },
+      };
+      const accepted = acceptSession(this.#identity, store, message, options);
+      let committed = false;
+      const commit = () =>
+        this.#exclusive(async () => {
+          if (committed) return;
+          committed = true;
+          for (const id of removed) {
+            await this.store.delete(idName(ONE_TIME_PREFIX, id));
+            wipe(this.#oneTime.get(id)?.keyPair.secretKey);
+            this.#oneTime.delete(id);
+          }
+          if (header !== undefined && removed.length === 0) {
+            const used = await this.#refuseUsedBaseKey(header);
+            const kept = [...used, header.ephemeralKey].slice(-MAX_USED_BASE_KEYS);
+            await this.store.put(idName(USED_BASE_KEYS_PREFIX, header.signedPrekeyId), concatBytes(...kept));
+          }
+        });
+      return { ...accepted, commit };
+    });
+  }
+
+  /**
+   * The base keys already noted under the header's signed prekey (USED_BASE_KEYS_PREFIX); throws X3dhError
+   * ("Replayed") if the header's EK_A is among them. A record that is not a whole number of keys (damaged) reads as
+   * empty, and the next note replaces it.
+   */
+  async #refuseUsedBaseKey(header: X3dhHeader): Promise<Uint8Array[]> {
+    const record = await this.store.get(idName(USED_BASE_KEYS_PREFIX, header.signedPrekeyId));
+    const used =
+      record === undefined || record.length % 32 !== 0
+        ? []
+        : Array.from({ length: record.length / 32 }, (_, i) => record.slice(32 * i, 32 * i + 32));
+    if (used.some((key) => bytesEqual(key, header.ephemeralKey))) {
       throw new X3dhError(
         "Replayed",
-        `acceptSession: expected a new base key for signed prekey ${header.signedPrekeyId}, got one already accepted`,
+        `ClientIdentity.openSession: expected a new base key for signed prekey ${header.signedPrekeyId}, got one ` +
+          `already accepted`,
       );
     }
-    const removed: number[] = [];
-    const store: PrekeyStore = {
-      signedPrekey: (id) => this.#signed.get(id),
-      oneTimePrekey: (id) => this.#oneTime.get(id),
-      removeOneTimePrekey: (id) => {
-        removed.push(id);
-      },
-    };
-    const accepted = acceptSession(this.#identity, store, message, options);
-    for (const id of removed) {
-      await this.store.delete(idName(ONE_TIME_PREFIX, id));
-      wipe(this.#oneTime.get(id)?.keyPair.secretKey);
-      this.#oneTime.delete(id);
-    }
-    if (replayable) {
-      const kept = [...used, header.ephemeralKey].slice(-MAX_USED_BASE_KEYS);
-      await this.store.put(idName(USED_BASE_KEYS_PREFIX, header.signedPrekeyId), concatBytes(...kept));
-    }
-    return accepted;
-  }
-
-  /** The base keys already accepted without a one-time prekey under signed prekey `id` (USED_BASE_KEYS_PREFIX). */
-  async #usedBaseKeys(id: number): Promise<Uint8Array[]> {
-    const record = await this.store.get(idName(USED_BASE_KEYS_PREFIX, id));
-    if (record === undefined) return [];
-    if (record.length % 32 !== 0) {
-      throw new IdentityError(
-        "CorruptStorage",
-        `ClientIdentity.acceptSession: used base keys of signed prekey ${id}: expected 32 bytes each, got ${record.length}`,
-      );
-    }
-    return Array.from({ length: record.length / 32 }, (_, i) => record.slice(32 * i, 32 * i + 32));
+    return used;
   }
 
   /**

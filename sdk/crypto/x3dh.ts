@@ -464,12 +464,28 @@ export function decodeX3dhHeader(bytes: Uint8Array): X3dhHeader {
       `${where}: expected flag 0 with id 0 or flag 1, got flag ${flag} id ${oneTimePrekeyId}`,
     );
   }
+  // X25519 ignores bit 255 and reduces u mod p (RFC 7748), so a key had two or more encodings: a header with another
+  // encoding of the same EK_A would open the same session under a base key that compares as new (a replay).
+  for (const [key, what] of [
+    [dhKey, "identity X25519 key"],
+    [ephemeralKey, "ephemeral key"],
+  ] as const) {
+    if (!isCanonicalX25519(key)) throw new X3dhError("Malformed", `${where}: expected a canonical ${what} (u < p)`);
+  }
   return {
     identity: { dh: dhKey, signing },
     ephemeralKey,
     signedPrekeyId,
     ...(flag === 1 ? { oneTimePrekeyId } : {}),
   };
+}
+
+/** Whether a 32-byte X25519 u-coordinate is in canonical form: little-endian, below p = 2^255 - 19 (bit 255 clear). */
+function isCanonicalX25519(u: Uint8Array): boolean {
+  if (u[31] < 0x7f) return true;
+  if (u[31] > 0x7f) return false;
+  for (let i = 30; i >= 1; i--) if (u[i] !== 0xff) return true;
+  return u[0] < 0xed;
 }
 
 /** Whether two identity public keys are the same identity (both halves equal). */

@@ -443,6 +443,45 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     expect(got).to.deep.equal([]);
   });
 
+  it("shows an initial message without a one-time prekey once, and reports it sent again (a replay) as tampered", async () => {
+    // Ivy opens a session to Bob from the bundle his DID names (no one-time prekey: the case a replay could reopen),
+    // and the same sealed envelope reaches Bob's home node twice, under two message ids (as a node could replay it).
+    const ivy = await client(ctx.signers[13]);
+    await ivy.register({ homeNodes: [nodes[0].operator] });
+    const bundle = await ivy.did.prekeyBundleOf(bob.address);
+    expect(bundle.oneTimePrekey).to.equal(undefined);
+    const initiated = ivy.identity.initiateSession(
+      bundle,
+      encodeContent({ kind: ContentKind.TEXT, text: "only once, ivy" }),
+    );
+    await ivy.identity.saveSession(bob.address, initiated.session); // as Ivy's client keeps a session it opens
+    const envelope = sealEnvelope(bobClient.identity.publicIdentity.dh, {
+      type: InnerType.INITIAL,
+      sender: ivy.address,
+      body: initiated.message,
+    });
+    const errors: Error[] = [];
+    const listener = (e: Error) => errors.push(e);
+    bobClient.on("error", listener);
+    const got = collect(bobClient);
+    try {
+      await deliverRaw(ivy, bob.address, nodes[1].operator, envelope);
+      await until(() => got.length === 1, "the first delivery to be shown");
+      await deliverRaw(ivy, bob.address, nodes[1].operator, envelope);
+      await until(() => errors.length === 1, "the replay to be refused");
+    } finally {
+      bobClient.off("error", listener);
+    }
+    expect(errors[0]).to.be.instanceOf(TamperedMessageError);
+    expect(errors[0].message).to.match(/replay/);
+    expect(got.map((m) => [m.from, m.text])).to.deep.equal([[ivy.address, "only once, ivy"]]);
+    // The session the first delivery opened is the one kept: Bob's reply opens at Ivy.
+    const reply = ivy.nextMessage((m) => m.from === bob.address, { signal: AbortSignal.timeout(WAIT_MS) });
+    await ivy.start();
+    await bobClient.send(ivy.address, "hi ivy");
+    expect((await reply).text).to.equal("hi ivy");
+  });
+
   let groupId: string;
   let carolClient: SendingClient;
 

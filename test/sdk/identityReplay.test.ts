@@ -68,6 +68,53 @@ describe("SDK client: X3DH replay of an initial message without a one-time preke
     expect(text((await alice.acceptSession(genuine.message)).plaintext)).to.equal("genuine");
   });
 
+  it("notes nothing until the caller commits: an opened message not committed opens again, a committed one does not", async () => {
+    const storage = new MemoryStorage();
+    const alice = await open(aliceWallet, storage);
+    const bob = await open(bobWallet);
+    const [opk] = alice.oneTimePrekeyIds;
+    for (const bundle of [alice.prekeyBundle(), alice.prekeyBundle(opk)]) {
+      const sent = bob.initiateSession(bundle, utf8("opened twice"));
+      const first = await alice.openSession(sent.message); // the app stops before it keeps the session
+      const again = await alice.openSession(sent.message); // the message comes again: it still opens
+      expect(text(again.plaintext)).to.equal(text(first.plaintext));
+      await again.commit();
+      await again.commit(); // once only
+      await expectX3dhError(alice.acceptSession(sent.message), bundle.oneTimePrekey ? "MissingPrekey" : "Replayed");
+      // The first, committed late (its base key noted meanwhile), is refused too.
+      if (!bundle.oneTimePrekey) await expectX3dhError(first.commit(), "Replayed");
+    }
+    expect(alice.oneTimePrekeyIds).to.not.include(opk);
+  });
+
+  it("refuses another encoding of the same base key (bit 255 set), which X25519 would take as the same key", async () => {
+    const alice = await open(aliceWallet);
+    const bob = await open(bobWallet);
+    const sent = bob.initiateSession(alice.prekeyBundle(), utf8("once"));
+    await alice.acceptSession(sent.message);
+    const aliased = sent.message.slice();
+    aliased[1 + 32 + 32 + 31] |= 0x80; // the last byte of EK_A: version, IK_A and IKsig_A come before it
+    await expectX3dhError(alice.acceptSession(aliased), "Malformed");
+  });
+
+  it("reads a damaged record as empty, and drops records of signed prekeys it no longer holds at its next rotation", async () => {
+    const alice = await open(aliceWallet);
+    const bob = await open(bobWallet);
+    const names = async () => (await alice.store.list("")).filter((n) => n.includes("used-base-keys"));
+    const spk = alice.signedPrekey.id;
+    const record = `prekeys/used-base-keys/${spk.toString(16).padStart(8, "0")}`;
+    await alice.store.put(record, new Uint8Array(33)); // not a whole number of keys
+    const sent = bob.initiateSession(alice.prekeyBundle(), utf8("after the damage"));
+    expect(text((await alice.acceptSession(sent.message)).plaintext)).to.equal("after the damage");
+    expect((await alice.store.get(record))!.length).to.equal(32); // replaced by the new note
+    await expectX3dhError(alice.acceptSession(sent.message), "Replayed");
+    // A record left for a signed prekey already gone (a stop between two deletes) goes at the next rotation.
+    const orphan = `prekeys/used-base-keys/${(spk + 1000).toString(16).padStart(8, "0")}`;
+    await alice.store.put(orphan, new Uint8Array(32));
+    await alice.rotateSignedPrekey();
+    expect(await names()).to.deep.equal([record]); // the current one's previous stays
+  });
+
   it("forgets the base keys with their signed prekey: a replay to a deleted one fails as a missing prekey", async () => {
     const alice = await open(aliceWallet);
     const bob = await open(bobWallet);

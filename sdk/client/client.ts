@@ -48,7 +48,7 @@ import {
   SENDER_KEY_ID_LENGTH,
   SenderKeyError,
 } from "../crypto/senderKeys";
-import { X3dhError, sameIdentity, verifyPrekeyBundle, type PrekeyBundle } from "../crypto/x3dh";
+import { X3dhError, sameIdentity, verifyPrekeyBundle, type PrekeyBundle, type SignedPrekey } from "../crypto/x3dh";
 import {
   ClientHost,
   NetError,
@@ -242,6 +242,33 @@ const EPOCH_MAX_AGE_MS = 5_000;
 const PUBLISHED_PREKEYS_RECORD = "net/prekeys-published";
 /** Storage prefix of the bill counters: net/bills/<epoch, 16 hex>/<operator lowercase>. */
 const BILLS_PREFIX = "net/bills/";
+/**
+ * Storage record of the signed prekey id (u32) every home node was last handed (`publishPrekeys`): a rotation that
+ * stopped before its publication is completed when it differs from the current id.
+ */
+const PUBLISHED_SIGNED_PREKEY_RECORD = "net/spk-published";
+/**
+ * The signed prekey is replaced once a week by default (X3DH §2.2 suggests weekly or monthly): a leaked signed-prekey
+ * secret then opens the initial messages of about two weeks (the week it was current and the grace week after),
+ * for a chain transaction and a publication to each home node a week.
+ */
+export const SIGNED_PREKEY_ROTATION_MS = 7 * 24 * 3_600_000;
+/** The shortest rotation interval allowed: each rotation costs a chain transaction and a publication per home node. */
+export const MIN_SIGNED_PREKEY_ROTATION_MS = 60_000;
+/** The longest rotation interval allowed: past 90 days one leaked signed-prekey secret exposes too much. */
+export const MAX_SIGNED_PREKEY_ROTATION_MS = 90 * 24 * 3_600_000;
+/** The timer checks the signed prekey's age at most once a minute: a rotation is a chain transaction. */
+export const SIGNED_PREKEY_CHECK_MIN_MS = 60_000;
+/** The timer checks at least once an hour: a week's rotation is then at most an hour late, and a failed one retried. */
+export const SIGNED_PREKEY_CHECK_MAX_MS = 3_600_000;
+
+/**
+ * How often a running client checks its signed prekey's age: a 24th of the rotation interval (a rotation is at most
+ * ~4% late), within [SIGNED_PREKEY_CHECK_MIN_MS, SIGNED_PREKEY_CHECK_MAX_MS]: an hour for the default week.
+ */
+export function signedPrekeyCheckMs(rotationMs: number): number {
+  return Math.min(SIGNED_PREKEY_CHECK_MAX_MS, Math.max(SIGNED_PREKEY_CHECK_MIN_MS, Math.floor(rotationMs / 24)));
+}
 
 /** Why a client call failed (the `code` of ClientError). */
 export type ClientErrorCode =
@@ -327,6 +354,18 @@ export interface SendingClientOptions {
    * client ask only its own user's clients for a key, never another user.
    */
   readonly groupInvitations?: "ask" | "accept";
+  /**
+   * How old the signed prekey may get before `start()` or the check timer replaces it (ms; default
+   * SIGNED_PREKEY_ROTATION_MS, 7 days). Integer in [MIN_SIGNED_PREKEY_ROTATION_MS, MAX_SIGNED_PREKEY_ROTATION_MS]
+   * (1 minute to 90 days), else `create` throws RangeError. Rotation cannot be turned off: a signed prekey that is
+   * never replaced exposes every initial message ever sent to it once its secret leaks.
+   */
+  readonly signedPrekeyRotationMs?: number;
+  /**
+   * The clock the signed prekey's age is measured with (ms since the epoch; default `Date.now`), for tests and apps
+   * that control time. Nothing else reads it: timers, timestamps on the wire and storage keep real time.
+   */
+  readonly now?: () => number;
 }
 
 /** A message received and decrypted. */
@@ -615,6 +654,10 @@ export class SendingClient {
   /** Operators owed a bill submission, and the timer that will send them (bills are cumulative: one per burst). */
   readonly #billsDue = new Set<string>();
   #billTimer: NodeJS.Timeout | undefined;
+  /** The signed-prekey check timer (`start` arms it, `stop` clears it; unref'd: it never keeps a process alive). */
+  #signedPrekeyTimer: NodeJS.Timeout | undefined;
+  /** The signed-prekey check running, if one is: checks never overlap. */
+  #signedPrekeyCheck: Promise<boolean> | undefined;
   #stopped = false;
 
   private constructor(
@@ -652,6 +695,7 @@ export class SendingClient {
         `SendingClient.create: expected groupInvitations "ask" or "accept", got ${String(invitations)}`,
       );
     }
+    checkSignedPrekeyRotation(options.signedPrekeyRotationMs);
     const identity = await ClientIdentity.open({
       signer: options.signer,
       storage: options.storage,
@@ -659,6 +703,7 @@ export class SendingClient {
       didRegistry: options.deployment.contracts.DidRegistry,
       oneTimePrekeys: options.oneTimePrekeys,
       randomBytes: options.randomBytes,
+      now: options.now,
     });
     const reader = options.provider ?? options.signer.provider ?? options.signer;
     const did = DidClient.connect(options.deployment, options.signer);
@@ -686,6 +731,7 @@ export class SendingClient {
     if (provider === null || provider === undefined) {
       throw new ClientError("NotRegistered", "SendingClient.createDevice: expected a provider (options or signer)");
     }
+    checkSignedPrekeyRotation(options.signedPrekeyRotationMs);
     const owner = await ClientIdentity.open({
       signer: options.signer,
       storage: options.storage,
@@ -849,10 +895,7 @@ export class SendingClient {
         ).wait();
         await this.#identity.store.delete(PUBLISHED_PREKEYS_RECORD);
       } else if (view.signedPrekey.id !== this.#identity.signedPrekey.id) {
-        const spk = this.#identity.signedPrekey;
-        await (
-          await this.#did.registry.rotateSignedPrekey(hexlify(spk.keyPair.publicKey), spk.id, hexlify(spk.signature))
-        ).wait();
+        await this.#did.publishSignedPrekey(this.#identity); // a local rotation the chain missed
       }
       const same =
         view.homeNodes.length === homeNodes.length && view.homeNodes.every((a, i) => getAddress(a) === homeNodes[i]);
@@ -921,6 +964,8 @@ export class SendingClient {
 
   async #publishPrekeys(options: ClientCallOptions): Promise<number[]> {
     if (this.#homeNodes.length === 0) await this.#loadHomeNodes();
+    // One signed prekey for every node, even if a rotation makes a newer one meanwhile (the record must not lie).
+    const spk = this.#identity.signedPrekey;
     const record = await this.#identity.store.get(PUBLISHED_PREKEYS_RECORD);
     const publishedUpTo = record === undefined ? 0 : new DataView(record.buffer, record.byteOffset).getUint32(0);
     const fresh = this.#identity
@@ -932,28 +977,31 @@ export class SendingClient {
     let highest = fresh.reduce((m, p) => Math.max(m, p.id), publishedUpTo);
     const held: number[] = [];
     for (const [i, node] of this.#homeNodes.entries()) {
-      held.push(await this.#publishTo(node, perNode[i], options));
+      held.push(await this.#publishTo(node, spk, perNode[i], options));
       if (held[i] < ONE_TIME_PREKEYS_LOW_WATER) {
         const batch = (await this.#identity.addOneTimePrekeys(ONE_TIME_PREKEYS_BATCH)).map((p) => ({
           id: p.id,
           publicKey: p.keyPair.publicKey,
         }));
-        held[i] = await this.#publishTo(node, batch, options);
+        held[i] = await this.#publishTo(node, spk, batch, options);
         highest = batch.reduce((m, p) => Math.max(m, p.id), highest);
       }
     }
     const bytes = new Uint8Array(4);
     new DataView(bytes.buffer).setUint32(0, highest);
     await this.#identity.store.put(PUBLISHED_PREKEYS_RECORD, bytes);
+    const spkBytes = new Uint8Array(4);
+    new DataView(spkBytes.buffer).setUint32(0, spk.id);
+    await this.#identity.store.put(PUBLISHED_SIGNED_PREKEY_RECORD, spkBytes);
     return held;
   }
 
   async #publishTo(
     node: EdgeNodeInfo,
+    spk: SignedPrekey,
     oneTimePrekeys: readonly { id: number; publicKey: Uint8Array }[],
     options: ClientCallOptions,
   ): Promise<number> {
-    const spk = this.#identity.signedPrekey;
     const publication = {
       identity: this.#identity.publicIdentity,
       signedPrekey: { id: spk.id, publicKey: spk.keyPair.publicKey, signature: spk.signature },
@@ -980,17 +1028,83 @@ export class SendingClient {
     }, BILL_SUBMIT_DELAY_MS);
   }
 
+  /**
+   * Replaces the signed prekey if it is older than `signedPrekeyRotationMs` (by the `now` clock), and resolves true
+   * if it did. What `start()` and the check timer run; an app may call it too (e.g. when a device wakes). In order:
+   *
+   * 1. The DID and the home nodes catch up with the local signed prekey, if an earlier rotation stopped half-way
+   *    (`DidClient.publishSignedPrekey` when the DID names another id; `publishPrekeys` when the nodes were last
+   *    handed another). A failure here throws before anything rotates: a prekey is never deleted while the chain or
+   *    a node may still hand it out.
+   * 2. If due: the local rotation (`ClientIdentity.rotateSignedPrekey`: a new prekey, id + 1, stored before anything
+   *    publishes it; the previous kept; the one before deleted), then the chain, then the home nodes, as in step 1.
+   *
+   * A crash or failure after the local rotation leaves the identity ahead: the next check (or `register`) completes
+   * it, and meanwhile the chain and nodes hand out the previous prekey, which still opens. Throws ClientError
+   * "NotRegistered" when the DID is not active or names other identity keys (`register` takes it back), DidError or
+   * a provider's error for a failed transaction, a net error for a node that cannot be reached. Checks do not
+   * overlap: a call while one runs gets that one's result.
+   */
+  rotateSignedPrekeyIfDue(options: ClientCallOptions = {}): Promise<boolean> {
+    this.#signedPrekeyCheck ??= this.#checkSignedPrekey(options).finally(() => {
+      this.#signedPrekeyCheck = undefined;
+    });
+    return this.#signedPrekeyCheck;
+  }
+
+  async #checkSignedPrekey(options: ClientCallOptions): Promise<boolean> {
+    await this.#syncSignedPrekey(options);
+    const now = this.#options.now?.() ?? Date.now();
+    if (now - this.#identity.signedPrekeyCreatedAt < this.#rotationMs) return false;
+    this.#checkNotStopped("rotateSignedPrekeyIfDue");
+    options.signal?.throwIfAborted();
+    await this.#identity.rotateSignedPrekey();
+    await this.#syncSignedPrekey(options);
+    return true;
+  }
+
+  /** Brings the DID, then the home nodes, up to the local signed prekey (step 1 of `rotateSignedPrekeyIfDue`). */
+  async #syncSignedPrekey(options: ClientCallOptions): Promise<void> {
+    const where = "rotateSignedPrekeyIfDue";
+    this.#checkNotStopped(where);
+    options.signal?.throwIfAborted();
+    const spk = this.#identity.signedPrekey;
+    const view = await this.#did.readDid(this.address);
+    if (view.status !== DidStatus.Active || !sameIdentity(view.identity, this.#identity.publicIdentity)) {
+      throw new ClientError(
+        "NotRegistered",
+        `${where}: expected ${this.address}'s DID to be active with this client's identity keys (register() makes it so)`,
+      );
+    }
+    if (view.signedPrekey.id !== spk.id) await this.#did.publishSignedPrekey(this.#identity);
+    const record = await this.#identity.store.get(PUBLISHED_SIGNED_PREKEY_RECORD);
+    const published = record?.length === 4 ? readU32(record, 0) : undefined;
+    if (published !== spk.id) await this.publishPrekeys(options);
+  }
+
+  get #rotationMs(): number {
+    return this.#options.signedPrekeyRotationMs ?? SIGNED_PREKEY_ROTATION_MS;
+  }
+
+  /** The check timer's tick: a check unless one runs; its failure is an "error" event, tried again at the next tick. */
+  #onSignedPrekeyTimer(): void {
+    if (this.#stopped || this.#signedPrekeyCheck !== undefined) return;
+    this.rotateSignedPrekeyIfDue({ signal: this.#running?.signal }).catch((error: Error) => this.#emit("error", error));
+  }
+
   // ------------------------------------------------------------------------------------------------ receiving
 
   /**
    * Starts receiving: drains each home node's inbox with FETCH (messages stored while offline), then keeps a live
-   * SUBSCRIBE to each, reconnecting with backoff until `stop()`. Resolves once the drain is done and the subscriptions
-   * are opening. First, a group list followed before but not stored (a storage failure) is completed; a failure there
-   * is an "error" event (the next `sendToGroup` tries again, and throws it). Then what was held before the last stop
-   * (loaded at create) is taken up: in a group this client is in, the held keys of members' clients are taken and the
-   * held messages tried once more (`#retakeHeld`); after the drain, each message still held asks for its key as when
-   * it came (`#scheduleKeyRequest`: the same rules, whom and how often; with "ask", for a group not joined, only this
-   * user's own clients).
+   * SUBSCRIBE to each, reconnecting with backoff until `stop()`. Resolves once the drain is done, the subscriptions
+   * are opening and the signed prekey was checked (`rotateSignedPrekeyIfDue`, run then and by a timer every
+   * `signedPrekeyCheckMs` until `stop()`; a failure is an "error" event, retried at the next check). First, a group
+   * list followed before but not stored (a storage failure) is completed; a failure there is an "error" event (the
+   * next `sendToGroup` tries again, and throws it). Then what was held before the last stop (loaded at create) is
+   * taken up: in a group this client is in, the held keys of members' clients are taken and the held messages tried
+   * once more (`#retakeHeld`); after the drain, each message still held asks for its key as when it came
+   * (`#scheduleKeyRequest`: the same rules, whom and how often; with "ask", for a group not joined, only this user's
+   * own clients).
    */
   async start(options: ClientCallOptions = {}): Promise<void> {
     if (this.#stopped) throw new ClientError("Stopped", "SendingClient.start: the client was stopped");
@@ -1011,6 +1125,11 @@ export class SendingClient {
     this.#running = new AbortController();
     const signal = this.#running.signal;
     this.#subscriptions = this.#homeNodes.map((node) => this.#subscribeLoop(node, signal));
+    // Messages flow meanwhile; a failure is an "error" event and the timer's next check tries again.
+    await this.rotateSignedPrekeyIfDue({ signal }).catch((error: Error) => this.#emit("error", error));
+    if (this.#stopped) return;
+    this.#signedPrekeyTimer = setInterval(() => this.#onSignedPrekeyTimer(), signedPrekeyCheckMs(this.#rotationMs));
+    this.#signedPrekeyTimer.unref();
   }
 
   /**
@@ -1020,14 +1139,17 @@ export class SendingClient {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    clearInterval(this.#signedPrekeyTimer);
+    this.#signedPrekeyTimer = undefined;
     this.#running?.abort(new ClientError("Stopped", "SendingClient: stopped"));
     await Promise.allSettled(this.#subscriptions);
     await this.#queue.catch(() => undefined);
     // Fan-outs run outside the group's lock and the receive queue; what is still waiting on the network after the
     // bound is cut off by the host's stop, and stores nothing after it (`#owedAfterSend`, the key answers check).
     let bound: NodeJS.Timeout | undefined;
+    // A signed-prekey check in flight gets the same bound: its chain transaction does not take the stop's signal.
     await Promise.race([
-      Promise.allSettled([...this.#groupFanOuts.values()]),
+      Promise.allSettled([...this.#groupFanOuts.values(), this.#signedPrekeyCheck]),
       new Promise((resolve) => (bound = setTimeout(resolve, STOP_FAN_OUT_WAIT_MS))),
     ]);
     clearTimeout(bound);
@@ -3458,6 +3580,17 @@ function encodeCounter(counter: BillCounter): Uint8Array {
   view.setBigUint64(0, counter.messageCount);
   view.setBigUint64(8, counter.byteCount);
   return out;
+}
+
+/** `create`'s check of the `signedPrekeyRotationMs` option (see SendingClientOptions). */
+function checkSignedPrekeyRotation(value: number | undefined): void {
+  if (value === undefined) return;
+  if (!Number.isInteger(value) || value < MIN_SIGNED_PREKEY_ROTATION_MS || value > MAX_SIGNED_PREKEY_ROTATION_MS) {
+    throw new RangeError(
+      `SendingClient.create: expected signedPrekeyRotationMs an integer in [${MIN_SIGNED_PREKEY_ROTATION_MS}, ` +
+        `${MAX_SIGNED_PREKEY_ROTATION_MS}] (1 minute to 90 days; rotation cannot be turned off), got ${value}`,
+    );
+  }
 }
 
 /** Runs `call`, retrying while the node refuses it as UNAUTHORIZED (its view of the DIDs lags the chain). */

@@ -180,9 +180,22 @@ export class DidClient {
     );
   }
 
-  /** Rotates `identity`'s signed prekey locally (keeping the previous one) and publishes the new one. */
+  /**
+   * Rotates `identity`'s signed prekey locally (keeping the previous one) and publishes the new one. If the
+   * transaction fails, the identity is ahead of the chain: `publishSignedPrekey` catches the chain up.
+   */
   async rotateSignedPrekey(identity: ClientIdentity): Promise<ContractTransactionReceipt> {
-    const spk = await identity.rotateSignedPrekey();
+    await identity.rotateSignedPrekey();
+    return this.publishSignedPrekey(identity);
+  }
+
+  /**
+   * Puts `identity`'s current signed prekey (id, key, signature) in the runner's DID with the registry's
+   * `rotateSignedPrekey`, without rotating anything locally: how a client whose local rotation got ahead of the chain
+   * (a failed or interrupted transaction) catches up. Throws DidError("ContractError") for a revert.
+   */
+  async publishSignedPrekey(identity: ClientIdentity): Promise<ContractTransactionReceipt> {
+    const spk = identity.signedPrekey;
     return this.#send("rotateSignedPrekey", () =>
       this.registry.rotateSignedPrekey(bytes32(spk.keyPair.publicKey), spk.id, hexlify(spk.signature)),
     );

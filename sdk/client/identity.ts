@@ -146,6 +146,11 @@ export interface OpenIdentityOptions extends IdentityDomain {
   readonly oneTimePrekeys?: number;
   /** Randomness for new keys (default: the platform CSPRNG); tests inject a fixed one. */
   readonly randomBytes?: RandomBytes;
+  /**
+   * The clock that stamps when a signed prekey was made (ms since the epoch; default `Date.now`). Only the signed
+   * prekey's age uses it: tests and apps that control time inject their own.
+   */
+  readonly now?: () => number;
 }
 
 /** The keys derived from the wallet signature (see the module comment). */
@@ -324,10 +329,18 @@ const SESSION_PREFIX = "sessions/";
 const USED_BASE_KEYS_PREFIX = "prekeys/used-base-keys/";
 const idName = (prefix: string, id: number) => prefix + id.toString(16).padStart(8, "0");
 const META_MAGIC = utf8("SNID");
+/** Bytes of a meta record of the first layout: magic, signed prekey id, next one-time id (no creation time). */
+const META_V1_LENGTH = 12;
 
+/**
+ * The meta record: `"SNID" | current signed prekey id u32 | next one-time prekey id u32 | signed prekey created at
+ * (ms since the epoch) u32 high | u32 low`. A record of the first layout (12 bytes, no creation time) still loads.
+ */
 interface Meta {
   currentSignedPrekeyId: number;
   nextOneTimePrekeyId: number;
+  /** When the current signed prekey was made (ms since the epoch): `SendingClient` rotates it by age. */
+  signedPrekeyCreatedAt: number;
 }
 
 function corrupt(where: string, what: string) {
@@ -335,18 +348,41 @@ function corrupt(where: string, what: string) {
 }
 
 function encodeMeta(meta: Meta): Uint8Array {
-  return new ByteWriter().bytes(META_MAGIC).u32(meta.currentSignedPrekeyId).u32(meta.nextOneTimePrekeyId).finish();
+  const at = meta.signedPrekeyCreatedAt;
+  return new ByteWriter()
+    .bytes(META_MAGIC)
+    .u32(meta.currentSignedPrekeyId)
+    .u32(meta.nextOneTimePrekeyId)
+    .u32(Math.floor(at / 2 ** 32))
+    .u32(at % 2 ** 32)
+    .finish();
 }
 
-function decodeMeta(bytes: Uint8Array): Meta {
+/**
+ * The meta record, in either layout. A first-layout record has no creation time: `loadedAt` stands for it (the
+ * signed prekey is then rotated one interval after this load), and `upgraded` says the record must be rewritten.
+ */
+function decodeMeta(bytes: Uint8Array, loadedAt: number): { meta: Meta; upgraded: boolean } {
   const r = new ByteReader(bytes, "ClientIdentity.open", corrupt("ClientIdentity.open", "meta record"));
   const magic = r.bytes(4, "magic");
-  const meta = { currentSignedPrekeyId: r.u32("signed prekey id"), nextOneTimePrekeyId: r.u32("next one-time id") };
+  const currentSignedPrekeyId = r.u32("signed prekey id");
+  const nextOneTimePrekeyId = r.u32("next one-time id");
+  const upgraded = bytes.length === META_V1_LENGTH;
+  const signedPrekeyCreatedAt = upgraded ? loadedAt : r.u32("created at, high") * 2 ** 32 + r.u32("created at, low");
   r.end();
   if (magic.some((b, i) => b !== META_MAGIC[i])) {
     throw new IdentityError("CorruptStorage", "ClientIdentity.open: expected the meta record to start with 'SNID'");
   }
-  return meta;
+  return { meta: { currentSignedPrekeyId, nextOneTimePrekeyId, signedPrekeyCreatedAt }, upgraded };
+}
+
+/** `now()` checked: a clock that gives anything but a time in [0, 2^53) would corrupt the meta record. */
+function timeOf(now: () => number, where: string): number {
+  const at = now();
+  if (!Number.isSafeInteger(at) || at < 0) {
+    throw new IdentityError("InvalidArgument", `${where}: expected the clock to give ms since the epoch, got ${at}`);
+  }
+  return at;
 }
 
 function encodeSignedPrekey(spk: SignedPrekey): Uint8Array {
@@ -398,6 +434,7 @@ export class ClientIdentity {
     identity: IdentityKeyPair,
     meta: Meta,
     private readonly randomBytes: RandomBytes,
+    private readonly now: () => number,
   ) {
     this.#keys = keys;
     this.#identity = identity;
@@ -413,6 +450,7 @@ export class ClientIdentity {
   static async open(options: OpenIdentityOptions): Promise<ClientIdentity> {
     const domain = { chainId: BigInt(options.chainId), didRegistry: getAddress(options.didRegistry) };
     const random = options.randomBytes ?? defaultRandomBytes;
+    const now = options.now ?? Date.now;
     const { account, keys } = await deriveWalletKeys(options.signer, domain);
     const store = new EncryptedStore(options.storage, keys.storageKey, account, options.randomBytes);
     let metaBytes: Uint8Array | undefined;
@@ -428,10 +466,10 @@ export class ClientIdentity {
       }
       throw error;
     }
-    if (metaBytes === undefined) return ClientIdentity.#create(account, domain, store, keys, options, random);
+    if (metaBytes === undefined) return ClientIdentity.#create(account, domain, store, keys, options, random, now);
 
     const where = "ClientIdentity.open";
-    const meta = decodeMeta(metaBytes);
+    const { meta, upgraded } = decodeMeta(metaBytes, timeOf(now, where));
     const identityBytes = await store.get(IDENTITY);
     if (identityBytes === undefined) {
       throw new IdentityError("CorruptStorage", `${where}: expected an identity record beside the meta record`);
@@ -439,7 +477,7 @@ export class ClientIdentity {
     const r = new ByteReader(identityBytes, where, corrupt(where, "identity record"));
     const identity = identityKeyPairFromSecrets(r.bytes(KEY_LENGTH, "X25519 secret"), r.bytes(KEY_LENGTH, "Ed25519"));
     r.end();
-    const client = new ClientIdentity(account, domain, store, keys, identity, meta, random);
+    const client = new ClientIdentity(account, domain, store, keys, identity, meta, random, now);
     for (const name of await store.list(SIGNED_PREFIX)) {
       const spk = decodeSignedPrekey((await store.get(name)) as Uint8Array, where);
       client.#signed.set(spk.id, spk);
@@ -451,6 +489,9 @@ export class ClientIdentity {
     if (!client.#signed.has(meta.currentSignedPrekeyId)) {
       throw new IdentityError("CorruptStorage", `${where}: expected signed prekey ${meta.currentSignedPrekeyId}`);
     }
+    // The first layout is written in the new one at once: the load time stands for the creation time from now on, so
+    // restarts do not keep pushing the rotation back.
+    if (upgraded) await store.put(META, encodeMeta(meta));
     return client;
   }
 
@@ -461,10 +502,12 @@ export class ClientIdentity {
     keys: WalletKeys,
     options: OpenIdentityOptions,
     random: RandomBytes,
+    now: () => number,
   ): Promise<ClientIdentity> {
     const identity = generateIdentityKeyPair(random);
-    const meta: Meta = { currentSignedPrekeyId: 1, nextOneTimePrekeyId: 1 };
-    const client = new ClientIdentity(account, domain, store, keys, identity, meta, random);
+    const signedPrekeyCreatedAt = timeOf(now, "ClientIdentity.open");
+    const meta: Meta = { currentSignedPrekeyId: 1, nextOneTimePrekeyId: 1, signedPrekeyCreatedAt };
+    const client = new ClientIdentity(account, domain, store, keys, identity, meta, random, now);
     const spk = generateSignedPrekey(identity, 1, random);
     client.#signed.set(spk.id, spk);
     await store.put(IDENTITY, concatBytes(identity.dh.secretKey, identity.signing.secretKey));
@@ -488,6 +531,19 @@ export class ClientIdentity {
   /** The current signed prekey (with its secret). */
   get signedPrekey(): SignedPrekey {
     return this.#signed.get(this.#meta.currentSignedPrekeyId) as SignedPrekey;
+  }
+
+  /**
+   * When the current signed prekey was made (ms since the epoch, by the `now` clock); for an identity stored before
+   * this was recorded, when it was first loaded since.
+   */
+  get signedPrekeyCreatedAt(): number {
+    return this.#meta.signedPrekeyCreatedAt;
+  }
+
+  /** The ids of the signed prekeys held (the current one and those kept for the grace period), ascending. */
+  get signedPrekeyIds(): number[] {
+    return [...this.#signed.keys()].sort((a, b) => a - b);
   }
 
   /** The bill key (Baby Jubjub public key) derived from the wallet; its Poseidon hash is the identity tree leaf. */
@@ -554,8 +610,9 @@ export class ClientIdentity {
   }
 
   /**
-   * Draws a new signed prekey (id + 1), makes it current, and keeps PREVIOUS_SIGNED_PREKEYS_KEPT older ones so
-   * initial messages already sent to them still open. Publish it with `DidClient.rotateSignedPrekey`.
+   * Draws a new signed prekey (id + 1), makes it current (stamped with the `now` clock), and keeps
+   * PREVIOUS_SIGNED_PREKEYS_KEPT older ones so initial messages already sent to them still open; older ones are
+   * deleted. Publish it with `DidClient.publishSignedPrekey` (or rotate and publish with `DidClient.rotateSignedPrekey`).
    */
   async rotateSignedPrekey(): Promise<SignedPrekey> {
     return this.#exclusive(() => this.#rotateSignedPrekey());
@@ -563,10 +620,11 @@ export class ClientIdentity {
 
   async #rotateSignedPrekey(): Promise<SignedPrekey> {
     const id = this.#meta.currentSignedPrekeyId + 1;
+    const signedPrekeyCreatedAt = timeOf(this.now, "rotateSignedPrekey");
     const spk = generateSignedPrekey(this.#identity, id, this.randomBytes);
     await this.store.put(idName(SIGNED_PREFIX, id), encodeSignedPrekey(spk));
     this.#signed.set(id, spk);
-    this.#meta = { ...this.#meta, currentSignedPrekeyId: id };
+    this.#meta = { ...this.#meta, currentSignedPrekeyId: id, signedPrekeyCreatedAt };
     await this.store.put(META, encodeMeta(this.#meta));
     for (const old of [...this.#signed.keys()]) {
       if (old <= id - 1 - PREVIOUS_SIGNED_PREKEYS_KEPT) {

@@ -25,7 +25,12 @@ import {
   DidStatus,
   EncryptedStore,
   IdentityError,
+  MAX_SIGNED_PREKEY_ROTATION_MS,
+  MIN_SIGNED_PREKEY_ROTATION_MS,
+  SIGNED_PREKEY_ROTATION_MS,
+  SendingClient,
   backupPointer,
+  signedPrekeyCheckMs,
   openBackup,
   sealBackup,
   walletKeysFromSignature,
@@ -51,14 +56,29 @@ async function clientFixture() {
 
 type Ctx = Awaited<ReturnType<typeof clientFixture>>;
 
-async function open(ctx: Ctx, signer: HardhatEthersSigner, storage: StorageAdapter = new MemoryStorage()) {
+async function open(
+  ctx: Ctx,
+  signer: HardhatEthersSigner,
+  storage: StorageAdapter = new MemoryStorage(),
+  now?: () => number,
+) {
   return ClientIdentity.open({
     signer,
     storage,
     chainId: ctx.deployment.chainId,
     didRegistry: ctx.deployment.contracts.DidRegistry,
     oneTimePrekeys: 5,
+    now,
   });
+}
+
+/** A meta record of the first layout (before the signed prekey's creation time was kept): 12 bytes. */
+function metaV1(signedPrekeyId: number, nextOneTimePrekeyId: number): Uint8Array {
+  const out = new Uint8Array(12);
+  out.set(utf8("SNID"));
+  new DataView(out.buffer).setUint32(4, signedPrekeyId);
+  new DataView(out.buffer).setUint32(8, nextOneTimePrekeyId);
+  return out;
 }
 
 async function expectRejected<E extends Error>(
@@ -172,6 +192,64 @@ describe("SDK client: wallet identity", () => {
     });
     await expectRejected(open(ctx, liar), IdentityError, "WalletSignatureInvalid");
   });
+
+  it("records when the signed prekey was made, keeps it across a reopen, and stamps a rotation anew", async () => {
+    const ctx = await loadFixture(clientFixture);
+    const storage = new MemoryStorage();
+    let t = 1_700_000_000_123;
+    const clock = () => t;
+    const alice = await open(ctx, ctx.alice, storage, clock);
+    expect(alice.signedPrekeyCreatedAt).to.equal(t);
+    const made = t;
+    t += 3_600_000;
+    expect((await open(ctx, ctx.alice, storage, clock)).signedPrekeyCreatedAt).to.equal(made);
+    expect((await alice.store.get("meta"))!.length).to.equal(20);
+
+    await alice.rotateSignedPrekey();
+    expect(alice.signedPrekeyCreatedAt).to.equal(t);
+    const reopened = await open(ctx, ctx.alice, storage, () => t + 1);
+    expect(reopened.signedPrekey.id).to.equal(2);
+    expect(reopened.signedPrekeyCreatedAt).to.equal(t);
+    expect(reopened.signedPrekeyIds).to.deep.equal([1, 2]);
+  });
+
+  it("loads a meta record of the old layout as made at load time, and writes the new layout from then on", async () => {
+    const ctx = await loadFixture(clientFixture);
+    const storage = new MemoryStorage();
+    const alice = await open(ctx, ctx.alice, storage);
+    await alice.rotateSignedPrekey();
+    await alice.store.put("meta", metaV1(2, 6)); // as a client before this layout left it
+
+    const loadedAt = 1_800_000_000_000;
+    const upgraded = await open(ctx, ctx.alice, storage, () => loadedAt);
+    expect(upgraded.signedPrekeyCreatedAt).to.equal(loadedAt);
+    expect(upgraded.signedPrekey.id).to.equal(2);
+    expect(upgraded.signedPrekeyIds).to.deep.equal([1, 2]);
+    expect(upgraded.oneTimePrekeyIds).to.deep.equal([1, 2, 3, 4, 5]);
+    expect((await upgraded.store.get("meta"))!.length).to.equal(20);
+    // The load time stuck: a later reopen does not push the rotation back again.
+    const later = await open(ctx, ctx.alice, storage, () => loadedAt + 60_000);
+    expect(later.signedPrekeyCreatedAt).to.equal(loadedAt);
+    expect((await later.addOneTimePrekeys(1))[0].id).to.equal(6);
+
+    // Neither layout (a truncated time) is refused.
+    await alice.store.put("meta", (await later.store.get("meta"))!.subarray(0, 16));
+    await expectRejected(open(ctx, ctx.alice, storage), IdentityError, "CorruptStorage");
+  });
+
+  it("refuses a clock that does not give ms since the epoch", async () => {
+    const ctx = await loadFixture(clientFixture);
+    await expectRejected(
+      open(ctx, ctx.alice, new MemoryStorage(), () => Number.NaN),
+      IdentityError,
+      "InvalidArgument",
+    );
+    await expectRejected(
+      open(ctx, ctx.alice, new MemoryStorage(), () => -1),
+      IdentityError,
+      "InvalidArgument",
+    );
+  });
 });
 
 describe("SDK client: DID on chain", () => {
@@ -246,6 +324,19 @@ describe("SDK client: DID on chain", () => {
     }
   });
 
+  it("puts a local rotation the chain missed on chain (publishSignedPrekey)", async () => {
+    const ctx = await loadFixture(clientFixture);
+    const alice = await open(ctx, ctx.alice);
+    const aliceDid = DidClient.connect(ctx.deployment, ctx.alice);
+    await aliceDid.register(alice);
+    await alice.rotateSignedPrekey(); // as if the transaction had failed after it
+    expect((await aliceDid.readDid(ctx.alice.address)).signedPrekey.id).to.equal(1);
+    await aliceDid.publishSignedPrekey(alice);
+    const bundle = await DidClient.connect(ctx.deployment, ctx.bob).prekeyBundleOf(ctx.alice.address);
+    expect(bundle.signedPrekey.id).to.equal(2);
+    expect(toHex(bundle.signedPrekey.publicKey)).to.equal(toHex(alice.signedPrekey.keyPair.publicKey));
+  });
+
   it("sets devices, home nodes and backup pointer, and decodes registry reverts into DidError", async () => {
     const ctx = await loadFixture(clientFixture);
     const alice = await open(ctx, ctx.alice);
@@ -312,6 +403,42 @@ describe("SDK client: DID on chain", () => {
       .connect(ctx.carol)
       .register({ ...DidClient.documentOf(other), signedPrekeySignature: "0x" + "5a".repeat(64) }, other.billKey);
     await expectRejected(reader.prekeyBundleOf(ctx.carol.address), DidError, "BadSignature");
+  });
+});
+
+describe("SDK client: signed-prekey rotation option", () => {
+  const DAY = 24 * 3_600_000;
+
+  it("accepts signedPrekeyRotationMs from 1 minute to 90 days and refuses anything else, 0 and Infinity included", async () => {
+    const ctx = await loadFixture(clientFixture);
+    const create = (signedPrekeyRotationMs: number) =>
+      SendingClient.create({
+        signer: ctx.alice,
+        storage: new MemoryStorage(),
+        deployment: ctx.deployment,
+        signedPrekeyRotationMs,
+      });
+    expect(SIGNED_PREKEY_ROTATION_MS).to.equal(7 * DAY);
+    expect(MIN_SIGNED_PREKEY_ROTATION_MS).to.equal(60_000);
+    expect(MAX_SIGNED_PREKEY_ROTATION_MS).to.equal(90 * DAY);
+    for (const bad of [0, 59_999, 90 * DAY + 1, Infinity, Number.NaN, 60_000.5, -60_000]) {
+      const error = await create(bad).then(
+        () => expect.fail(`expected ${bad} to be refused`),
+        (e: unknown) => e as Error,
+      );
+      expect(error, String(bad)).to.be.instanceOf(RangeError);
+      expect(error.message).to.contain("expected signedPrekeyRotationMs an integer in [60000, 7776000000]");
+    }
+    for (const good of [60_000, 90 * DAY]) await (await create(good)).stop();
+  });
+
+  it("checks the signed prekey's age every 24th of the interval, between a minute and an hour", () => {
+    expect(signedPrekeyCheckMs(60_000)).to.equal(60_000);
+    expect(signedPrekeyCheckMs(24 * 60_000)).to.equal(60_000);
+    expect(signedPrekeyCheckMs(12 * 3_600_000)).to.equal(1_800_000);
+    expect(signedPrekeyCheckMs(DAY)).to.equal(3_600_000);
+    expect(signedPrekeyCheckMs(SIGNED_PREKEY_ROTATION_MS)).to.equal(3_600_000);
+    expect(signedPrekeyCheckMs(90 * DAY)).to.equal(3_600_000);
   });
 });
 

@@ -169,7 +169,7 @@ export const HELD_GROUP_KEYS_KEPT = 64;
 export const HELD_GROUP_KEYS_PER_SENDER = 4;
 /**
  * Storage prefix of the held group messages (`#holdGroupMessage`): net/hm/<message id hex, 32 digits> =
- * HELD_MESSAGE_RECORD_MAGIC (4) || held at (ms since the epoch, u32 high || u32 low: `#nextHeldAt`, the order at load)
+ * HELD_MESSAGE_RECORD_MAGIC (4) || held at (ms since the epoch, u32 high || u32 low: `#heldRecord`, the order at load)
  * || group id (32) || the sending client (20) || the user it is shown as (20: the sending client itself, or the user
  * whose device it is) || the operator that delivered it (20) || stored at (ms, u32 high || u32 low) || the sender-key
  * message. The message was acknowledged to the inbox and its pairwise ratchet step spent: this record is all that is
@@ -609,7 +609,7 @@ export class SendingClient {
   readonly #staleBackups = new Set<string>();
   /** Group messages held until their key comes, oldest first (PENDING_GROUP_MESSAGES_KEPT at most), loaded at create. */
   #pendingGroup: PendingGroupMessage[] = [];
-  /** The last "held at" stamped on a held message's or key's record (`#nextHeldAt`). */
+  /** The last "held at" stamped on a held message's or key's record (`#heldRecord`). */
   #heldAt = 0;
   /** GROUP_KEYs held until their sender is known to act for a member, oldest first (HELD_GROUP_KEYS_KEPT at most). */
   #heldGroupKeys: HeldGroupKey[] = [];
@@ -1637,21 +1637,23 @@ export class SendingClient {
     await this.#retryGroupMessages(id);
   }
 
-  /** The "held at" of a new held record: now, but past the last one, so that a burst within 1 ms keeps its order. */
-  #nextHeldAt(): number {
+  /**
+   * The head of a new held record: `magic` || held at (ms, u32 high || u32 low) || group id (32) || the sending
+   * client (20). "Held at" is now, but past the last one stamped, so that a burst within 1 ms keeps its order.
+   */
+  #heldRecord(magic: Uint8Array, groupId: string, from: string): ByteWriter {
     this.#heldAt = Math.max(Date.now(), this.#heldAt + 1);
-    return this.#heldAt;
+    return new ByteWriter()
+      .bytes(magic)
+      .u32(Math.floor(this.#heldAt / 2 ** 32))
+      .u32(this.#heldAt % 2 ** 32)
+      .bytes(getBytes(`0x${groupId}`))
+      .bytes(getBytes(from));
   }
 
   /** Stores a held group message (HELD_MESSAGES_PREFIX); a failure is an "error" event, not thrown. */
   async #saveHeldMessage(m: PendingGroupMessage): Promise<void> {
-    const heldAt = this.#nextHeldAt();
-    const record = new ByteWriter()
-      .bytes(HELD_MESSAGE_RECORD_MAGIC)
-      .u32(Math.floor(heldAt / 2 ** 32))
-      .u32(heldAt % 2 ** 32)
-      .bytes(getBytes(`0x${m.groupId}`))
-      .bytes(getBytes(m.from))
+    const record = this.#heldRecord(HELD_MESSAGE_RECORD_MAGIC, m.groupId, m.from)
       .bytes(getBytes(m.base.from))
       .bytes(getBytes(m.base.deliveredBy))
       .u32(Math.floor(m.base.storedAt / 2 ** 32))
@@ -1665,15 +1667,7 @@ export class SendingClient {
 
   /** Stores a held GROUP_KEY (HELD_KEYS_PREFIX); a failure is an "error" event, not thrown. */
   async #saveHeldKey(key: HeldGroupKey): Promise<void> {
-    const heldAt = this.#nextHeldAt();
-    const record = new ByteWriter()
-      .bytes(HELD_KEY_RECORD_MAGIC)
-      .u32(Math.floor(heldAt / 2 ** 32))
-      .u32(heldAt % 2 ** 32)
-      .bytes(getBytes(`0x${key.groupId}`))
-      .bytes(getBytes(key.from))
-      .bytes(key.distribution)
-      .finish();
+    const record = this.#heldRecord(HELD_KEY_RECORD_MAGIC, key.groupId, key.from).bytes(key.distribution).finish();
     try {
       await this.#identity.store.put(key.name!, record);
     } catch (error) {

@@ -152,6 +152,15 @@ export const MAX_GROUP_INVITATIONS = 32;
  * else's invitations out (a third one pushes out its own oldest).
  */
 export const MAX_GROUP_INVITATIONS_PER_ADMIN = 2;
+/**
+ * Storage prefix of the blocked group admins (`blockGroupAdmin`): net/block/<admin address, 40 hex lowercase> =
+ * BLOCK_RECORD_MAGIC (4) || blocked at (ms since the epoch, u32 high || u32 low).
+ */
+const BLOCKED_ADMINS_PREFIX = "net/block/";
+/** First bytes of a block record ("SNB" 1): a record of another layout is reported and deleted. */
+const BLOCK_RECORD_MAGIC = Uint8Array.of(0x53, 0x4e, 0x42, 0x01);
+/** Group admins one client blocks at most: a list a user keeps by hand, every entry a record loaded at create. */
+export const MAX_BLOCKED_GROUP_ADMINS = 1024;
 /** Storage record (under the wallet's namespace) of the device account's private key. */
 const DEVICE_KEY_RECORD = "net/device-key";
 /** A home node holding fewer one-time prekeys than this gets a new batch: each new sender takes one. */
@@ -283,6 +292,7 @@ export type ClientErrorCode =
   | "AlreadyMember"
   | "GroupFull"
   | "InvitationDropped"
+  | "BlockListFull"
   | "BackupNotFound"
   | "LookupFailed"
   | "Stopped";
@@ -599,6 +609,8 @@ export class SendingClient {
   readonly #groups = new Map<string, GroupState>();
   /** Pending group invitations by group id, oldest first (MAX_GROUP_INVITATIONS at most), loaded at create. */
   readonly #invitations = new Map<string, PendingInvitation>();
+  /** Group admins blocked (`blockGroupAdmin`), checksummed; loaded at create. */
+  readonly #blockedAdmins = new Set<string>();
   /** Invitations being accepted (their group ids): a bound never pushes one of them out meanwhile. */
   readonly #accepting = new Set<string>();
   /** Ids of the messages processed (replicas are dropped), loaded from the store at create. */
@@ -715,6 +727,8 @@ export class SendingClient {
     // The held items first: an invitation the bounds push out at load takes what was held for it along.
     await client.#loadHeld();
     await client.#loadInvitations();
+    await client.#loadBlocked(); // and what a stop during a block left of a blocked admin's groups goes
+
     client.#seen = await SeenIds.load(identity.store, (error) => client.#emit("error", error));
     return client;
   }
@@ -1378,6 +1392,8 @@ export class SendingClient {
         const pending = { base, from, groupId: toHex(content.groupId), message: content.message };
         await this.#withGroup(pending.groupId, async () => {
           if (await this.#openGroupMessage(pending)) return;
+          // A group not joined whose admin is blocked: no key will be taken, so nothing is held or asked for.
+          if (!this.#groups.has(pending.groupId) && this.#blockedAdmins.has(adminOfGroup(pending.groupId))) return;
           await this.#holdGroupMessage(pending);
           this.#scheduleKeyRequest(pending);
         });
@@ -2363,6 +2379,8 @@ export class SendingClient {
     const sender = await this.#actingUser(from);
     const state = this.#groups.get(id);
     if (state === undefined) {
+      // A blocked admin's group is joined only on this user's own word (it joined on another of its clients).
+      if (this.#blockedAdmins.has(key.admin) && sender !== this.#user) return;
       if (sender !== key.admin && sender !== this.#user) {
         await this.#holdGroupKey({ groupId: id, from, distribution: key.distribution.slice() });
         return;
@@ -2741,10 +2759,11 @@ export class SendingClient {
    * Declines a pending invitation: it is deleted and its key wiped, with the group's messages and keys held
    * meanwhile; nothing is sent (the admin is not told). Group messages of the group that come later ask only this
    * user's own clients for a key (as for any group not joined, with "ask"). A later key from the admin for the group
-   * makes a new invitation. Throws ClientError("UnknownGroup") when no invitation to `groupId` is pending,
-   * ClientError("Stopped") after `stop()`.
+   * makes a new invitation, unless `options.block` blocks the admin too (`blockGroupAdmin`). Throws
+   * ClientError("UnknownGroup") when no invitation to `groupId` is pending, ClientError("Stopped") after `stop()`, and
+   * what `blockGroupAdmin` throws.
    */
-  async declineGroupInvitation(groupId: string): Promise<void> {
+  async declineGroupInvitation(groupId: string, options: { readonly block?: boolean } = {}): Promise<void> {
     const id = normalizeGroupId(groupId);
     this.#checkNotStopped("declineGroupInvitation");
     await this.#withGroup(id, async () => {
@@ -2755,6 +2774,105 @@ export class SendingClient {
       await this.#forgetHeld(id);
       await this.#dropInvitation(id);
     });
+    if (options.block === true) await this.blockGroupAdmin(adminOfGroup(id));
+  }
+
+  /**
+   * Blocks a group admin (a user's account): its pending invitations go at once, with the group messages and keys
+   * held for its groups (deleted as by a decline; no event), and from now on its keys make no invitation, and no join
+   * with `groupInvitations` "accept" either, and its groups' messages are dropped unread, until `unblockGroupAdmin`.
+   * Stored: it holds across restarts. Groups this client is already in stay (the block is about being brought in), and
+   * a group this user joined on another of its clients is still joined here. Blocking an admin already blocked
+   * changes nothing. Throws ClientError("BlockListFull") past MAX_BLOCKED_GROUP_ADMINS, ClientError("Stopped") after
+   * `stop()`, and ethers' error for an address that does not parse.
+   */
+  async blockGroupAdmin(admin: string): Promise<void> {
+    const blocked = getAddress(admin);
+    this.#checkNotStopped("blockGroupAdmin");
+    if (!this.#blockedAdmins.has(blocked)) {
+      if (this.#blockedAdmins.size >= MAX_BLOCKED_GROUP_ADMINS) {
+        throw new ClientError(
+          "BlockListFull",
+          `blockGroupAdmin: expected fewer than ${MAX_BLOCKED_GROUP_ADMINS} blocked admins; unblock one first`,
+        );
+      }
+      const at = Date.now();
+      const record = new ByteWriter()
+        .bytes(BLOCK_RECORD_MAGIC)
+        .u32(Math.floor(at / 2 ** 32))
+        .u32(at % 2 ** 32)
+        .finish();
+      await this.#identity.store.put(BLOCKED_ADMINS_PREFIX + blocked.slice(2).toLowerCase(), record);
+      this.#blockedAdmins.add(blocked);
+    }
+    await this.#dropBlockedGroups(blocked);
+  }
+
+  /**
+   * Lifts a block (`blockGroupAdmin`): the admin's next key for a group makes an invitation again. Invitations and
+   * messages dropped while it was blocked do not come back. Unblocking an admin not blocked changes nothing. Throws
+   * ClientError("Stopped") after `stop()`, and ethers' error for an address that does not parse.
+   */
+  async unblockGroupAdmin(admin: string): Promise<void> {
+    const unblocked = getAddress(admin);
+    this.#checkNotStopped("unblockGroupAdmin");
+    await this.#identity.store.delete(BLOCKED_ADMINS_PREFIX + unblocked.slice(2).toLowerCase());
+    this.#blockedAdmins.delete(unblocked);
+  }
+
+  /** The blocked group admins (`blockGroupAdmin`), checksummed, in address order. */
+  blockedGroupAdmins(): string[] {
+    return [...this.#blockedAdmins].sort((a, b) => (a.toLowerCase() < b.toLowerCase() ? -1 : 1));
+  }
+
+  /**
+   * Drops what is pending for the groups of a blocked admin this client is not in: their invitations and the group
+   * messages and keys held for them, each under its group's lock, deleted from storage.
+   */
+  async #dropBlockedGroups(admin: string): Promise<void> {
+    const ids = new Set(
+      [
+        ...this.#invitations.keys(),
+        ...this.#pendingGroup.map((m) => m.groupId),
+        ...this.#heldGroupKeys.map((k) => k.groupId),
+      ].filter((id) => !this.#groups.has(id) && adminOfGroup(id) === admin),
+    );
+    for (const id of ids) {
+      await this.#withGroup(id, async () => {
+        if (this.#groups.has(id)) return; // joined meanwhile, on this user's word
+        await this.#forgetHeld(id);
+        if (this.#invitations.has(id)) await this.#dropInvitation(id);
+      });
+    }
+  }
+
+  /**
+   * Loads the blocked admins (at create, after the invitations and held items), and drops what a stop in the middle
+   * of a block left of their groups. A record that does not open or parse is reported and deleted (the admin is then
+   * not blocked); one the storage fails to read is reported and kept.
+   */
+  async #loadBlocked(): Promise<void> {
+    for (const name of await this.#identity.store.list(BLOCKED_ADMINS_PREFIX)) {
+      try {
+        const hex = name.slice(BLOCKED_ADMINS_PREFIX.length);
+        const record = await this.#identity.store.get(name);
+        if (record === undefined) continue;
+        if (
+          !/^[0-9a-f]{40}$/.test(hex) ||
+          record.length !== BLOCK_RECORD_MAGIC.length + 8 ||
+          !bytesEqual(record.subarray(0, BLOCK_RECORD_MAGIC.length), BLOCK_RECORD_MAGIC)
+        ) {
+          throw new IdentityError("CorruptStorage", `SendingClient: block record ${name}: expected "SNB" 1 and a time`);
+        }
+        this.#blockedAdmins.add(getAddress(`0x${hex}`));
+      } catch (error) {
+        this.#emit("error", error as Error);
+        if (error instanceof IdentityError) {
+          await this.#identity.store.delete(name).catch((e: Error) => this.#emit("error", e));
+        }
+      }
+    }
+    for (const admin of this.#blockedAdmins) await this.#dropBlockedGroups(admin);
   }
 
   /** Throws ClientError("Stopped") once `stop()` was called (its invitations are no longer in memory). */
@@ -3502,6 +3620,11 @@ export class SendingClient {
 
 function peerIdBytesOf(node: EdgeNodeInfo): Uint8Array {
   return peerIdBytes(node.peerId);
+}
+
+/** The admin of a group: the account its id begins with (checksummed). */
+function adminOfGroup(groupId: string): string {
+  return getAddress(`0x${groupId.slice(0, 40)}`);
 }
 
 function normalizeGroupId(groupId: string): string {

@@ -12,6 +12,7 @@ import { FileStorage, MemoryStorage, StorageError, type StorageAdapter } from ".
 import {
   ClientError,
   KEY_REQUEST_DELAY_MS,
+  MAX_BLOCKED_GROUP_ADMINS,
   MAX_GROUP_INVITATIONS,
   MAX_GROUP_INVITATIONS_PER_ADMIN,
   SendingClient,
@@ -528,6 +529,82 @@ describe("e2e: group invitations the user accepts, through real edge nodes on 12
     expect(dropped[0].message).to.include(oldest);
     expect(await invited.identity.store.list("net/i/")).to.have.members(kept.map((g) => `net/i/${g}`));
     expect(await codeOf(invited.acceptGroupInvitation(oldest))).to.equal("UnknownGroup");
+  });
+
+  it("blocks an admin: its invitations and what was held for them go, none come while blocked (across a restart), until unblocked", async () => {
+    const { client: admin, wallet: a, home: adminHome } = await user();
+    const dir = path.join(root, "blocked");
+    const { client: first, wallet: b, home: bHome } = await user({}, await FileStorage.open(dir));
+    const asked = invitations(first);
+    const { client: other } = await user();
+
+    const before = await admin.createGroup([b.address]);
+    await until(() => asked.length === 1, "the first invitation");
+    await admin.sendToGroup(before, "held while pending");
+    await until(async () => (await first.identity.store.list("net/hm/")).length === 1, "the held message's record");
+    const theirs = await other.createGroup([b.address]); // another admin's invitation stays
+    await until(() => asked.length === 2, "another admin's invitation");
+
+    await first.blockGroupAdmin(a.address.toLowerCase());
+    expect(first.blockedGroupAdmins()).to.deep.equal([a.address]);
+    expect(first.groupInvitations().map((i) => i.groupId)).to.deep.equal([theirs]);
+    expect(await first.identity.store.list("net/i/")).to.deep.equal([`net/i/${theirs}`]);
+    expect(await first.identity.store.list("net/hm/")).to.deep.equal([]);
+    await first.blockGroupAdmin(a.address); // again: nothing changes
+
+    // While blocked: a new group of the admin, and its message, bring nothing (no invitation, no record, no request).
+    const during = await admin.createGroup([b.address]);
+    await admin.sendToGroup(during, "dropped unread");
+    expect(await settled(first, admin, adminHome)).to.equal(0); // nothing reached the admin's home node from B
+    expect(asked).to.have.length(2);
+    expect(first.groupInfo(during)).to.equal(undefined);
+    expect(await first.identity.store.list("net/hm/")).to.deep.equal([]);
+    await first.stop();
+
+    // The block is stored: a new client on the same files keeps it.
+    const again = await client(b, await FileStorage.open(dir));
+    await again.register({ homeNodes: [bHome.operator] });
+    await again.start();
+    expect(again.blockedGroupAdmins()).to.deep.equal([a.address]);
+    const askedAgain = invitations(again);
+    await admin.createGroup([b.address]);
+    await settled(again, admin, adminHome);
+    expect(askedAgain).to.deep.equal([]);
+
+    await again.unblockGroupAdmin(a.address);
+    expect(again.blockedGroupAdmins()).to.deep.equal([]);
+    const after = await admin.createGroup([b.address]);
+    await until(() => askedAgain.some((i) => i.groupId === after), "an invitation once unblocked");
+    // Declining with `block` declines and blocks in one call.
+    await again.declineGroupInvitation(after, { block: true });
+    expect(again.blockedGroupAdmins()).to.deep.equal([a.address]);
+    expect(again.groupInvitations().map((i) => i.groupId)).to.deep.equal([theirs]);
+  });
+
+  it("does not join a blocked admin's group with groupInvitations accept, and refuses a block past the bound", async () => {
+    const { client: admin, wallet: a, home: adminHome } = await user();
+    const { client: joiner, wallet: j } = await user({ groupInvitations: "accept" });
+    await joiner.blockGroupAdmin(a.address);
+    const group = await admin.createGroup([j.address]);
+    await admin.sendToGroup(group, "not for a blocking member");
+    await settled(joiner, admin, adminHome);
+    expect(joiner.groupInfo(group)).to.equal(undefined);
+    await joiner.unblockGroupAdmin(a.address);
+    const later = await admin.createGroup([j.address]);
+    await until(() => joiner.groupInfo(later) !== undefined, "a join once unblocked");
+
+    // The bound: MAX_BLOCKED_GROUP_ADMINS addresses, then one more is refused (and one already there is not).
+    const many = Array.from(
+      { length: MAX_BLOCKED_GROUP_ADMINS },
+      (_, i) => `0x${(i + 1).toString(16).padStart(40, "0")}`,
+    );
+    for (const address of many) await joiner.blockGroupAdmin(address);
+    expect(joiner.blockedGroupAdmins()).to.have.length(MAX_BLOCKED_GROUP_ADMINS);
+    expect(await codeOf(joiner.blockGroupAdmin(a.address))).to.equal("BlockListFull");
+    await joiner.blockGroupAdmin(many[0]);
+    await joiner.unblockGroupAdmin(many[0]);
+    await joiner.blockGroupAdmin(a.address);
+    expect(joiner.blockedGroupAdmins()).to.include(a.address);
   });
 
   it("asks no other user for the key of a group whose invitation a bound pushed out", async () => {

@@ -215,7 +215,7 @@ const KEY_REQUESTS_TRACKED = 1024;
  * How long `stop()` waits for the group fan-outs still running (`sendToGroup` outside the group's lock): a send to
  * a node that does not answer would otherwise hold the stop for its whole dial timeout.
  */
-const STOP_FAN_OUT_WAIT_MS = 5_000;
+export const STOP_FAN_OUT_WAIT_MS = 5_000;
 /**
  * Looks for a new backup's chunks in the inbox, BACKUP_CONFIRM_DELAY_MS apart, before its pointer is set (and for the
  * chunks of the backup to restore): 10 s in all covers the hops and the replication.

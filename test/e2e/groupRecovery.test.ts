@@ -9,7 +9,13 @@ import { createTestClient, fundedWallet, startRegisteredEdgeNodes } from "../fix
 import type { EdgeNode } from "../../node/edge";
 import { SenderKeyError } from "../../sdk/crypto/senderKeys";
 import { MemoryStorage, StorageError, type StorageAdapter } from "../../sdk/storage";
-import { ClientError, SendingClient, type ReceivedMessage, type SendingClientOptions } from "../../sdk/client";
+import {
+  ClientError,
+  STOP_FAN_OUT_WAIT_MS,
+  SendingClient,
+  type ReceivedMessage,
+  type SendingClientOptions,
+} from "../../sdk/client";
 
 /** Discovery and directory poll the chain this often in the test (the default 2 s would only slow the test down). */
 const POLL_MS = 100;
@@ -247,6 +253,31 @@ describe("e2e: groups recover from failed stores, send outside their lock, and r
       expect((await atP).from).to.equal(s.address);
     } finally {
       gate.release(); // a failure above must not leave S's send waiting (its stop would wait for it)
+    }
+  });
+
+  it("stops while a group send waits on a node that does not answer: it waits STOP_FAN_OUT_WAIT_MS for it, no longer", async () => {
+    // S's sends to P (home node nodes[3], used by nobody else here) wait on the gate until the test releases it.
+    const { client: p } = await user(nodes[3]);
+    const gate = gatedProvider(nodes[3].operator);
+    const { client: s } = await user(nodes[0], undefined, { provider: gate.provider });
+    const group = await s.createGroup([p.address]);
+    await until(() => p.groupMembers(group)?.length === 2, "P to join");
+    gate.arm();
+    try {
+      let done = false;
+      const sending = s.sendToGroup(group, "never leaves").finally(() => (done = true));
+      await until(() => gate.hits > 0, "S's send to P to wait on P's home node");
+      const started = Date.now();
+      await s.stop();
+      const took = Date.now() - started;
+      expect(done, "stop waited for the send to end").to.equal(false);
+      expect(took).to.be.at.least(STOP_FAN_OUT_WAIT_MS - 100); // it gave the send its time
+      expect(took).to.be.below(STOP_FAN_OUT_WAIT_MS + 5_000); // and no more (the gate never opened meanwhile)
+      gate.release();
+      await sending.catch(() => undefined); // cut off with the host: whatever it ends with, nothing is left running
+    } finally {
+      gate.release();
     }
   });
 

@@ -666,6 +666,8 @@ export class SendingClient {
   /** Operators owed a bill submission, and the timer that will send them (bills are cumulative: one per burst). */
   readonly #billsDue = new Set<string>();
   #billTimer: NodeJS.Timeout | undefined;
+  /** The start running or done (`start`): a second call shares it. */
+  #starting: Promise<void> | undefined;
   /** The signed-prekey check timer (`start` arms it, `stop` clears it; unref'd: it never keeps a process alive). */
   #signedPrekeyTimer: NodeJS.Timeout | undefined;
   /** The signed-prekey check running, if one is: checks never overlap. */
@@ -1118,11 +1120,20 @@ export class SendingClient {
    * taken up: in a group this client is in, the held keys of members' clients are taken and the held messages tried
    * once more (`#retakeHeld`); after the drain, each message still held asks for its key as when it came
    * (`#scheduleKeyRequest`: the same rules, whom and how often; with "ask", for a group not joined, only this user's
-   * own clients).
+   * own clients). A second call while a start runs shares it; one after it resolves at once. A `stop()` during a
+   * start ends it after the drain, with nothing subscribed.
    */
-  async start(options: ClientCallOptions = {}): Promise<void> {
-    if (this.#stopped) throw new ClientError("Stopped", "SendingClient.start: the client was stopped");
-    if (this.#running !== undefined) return;
+  start(options: ClientCallOptions = {}): Promise<void> {
+    if (this.#stopped) return Promise.reject(new ClientError("Stopped", "SendingClient.start: the client was stopped"));
+    // One start at a time: a second call while the first runs gets its result, one after it returns at once.
+    this.#starting ??= this.#start(options).catch((error: unknown) => {
+      this.#starting = undefined; // a failed start (the drain's signal aborted, say) may be tried again
+      throw error;
+    });
+    return this.#starting;
+  }
+
+  async #start(options: ClientCallOptions): Promise<void> {
     if (this.#homeNodes.length === 0) await this.#loadHomeNodes();
     // A list followed before the last stop whose change could not be stored is completed before anything is read.
     for (const [id, state] of this.#groups) {
@@ -1135,6 +1146,8 @@ export class SendingClient {
       await this.#withGroup(id, () => this.#retakeHeld(id)).catch((error: Error) => this.#emit("error", error));
     }
     await this.sync(options); // a key that came while this client was stopped is in the inbox: no request for it
+    // Stopped meanwhile: no subscription may start after `stop()` aborted the ones there were (none yet).
+    if (this.#stopped) return;
     for (const m of held) if (this.#pendingGroup.includes(m)) this.#scheduleKeyRequest(m);
     this.#running = new AbortController();
     const signal = this.#running.signal;

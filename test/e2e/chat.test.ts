@@ -1230,6 +1230,34 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     expect(await fresh.restoreBackup()).to.deep.equal(contents);
   });
 
+  it("starts once when start is called twice at once, and opens nothing when stopped while starting", async () => {
+    const wallet = await fundedWallet();
+    const twice = await client(wallet);
+    await twice.register({ homeNodes: [nodes[2].operator] });
+    await Promise.all([twice.start(), twice.start()]);
+    await twice.start(); // after it: at once
+    await until(() => nodes[2].inbox.subscriberCount(wallet.address) > 0, "its subscription");
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(nodes[2].inbox.subscriberCount(wallet.address)).to.equal(1);
+    await twice.stop();
+    await until(() => nodes[2].inbox.subscriberCount(wallet.address) === 0, "the subscription to close");
+
+    // Stopped while its start is still draining: no subscription loop starts after the stop (it would retry, and
+    // report its failures, for ever).
+    const other = await fundedWallet();
+    const brief = await client(other);
+    await brief.register({ homeNodes: [nodes[2].operator] });
+    const errors: Error[] = [];
+    brief.on("error", (e) => errors.push(e));
+    const starting = brief.start();
+    await brief.stop();
+    await starting.catch(() => undefined);
+    const after = errors.length;
+    await new Promise((resolve) => setTimeout(resolve, 1_500)); // several reconnect delays (200 ms, doubling)
+    expect(errors.length - after, errors.map((e) => e.message).join("; ")).to.equal(0);
+    expect(nodes[2].inbox.subscriberCount(other.address)).to.equal(0);
+  });
+
   it("syncs a message stored behind a full page of the current backup's chunks, on a client never started", async () => {
     const wallet = await fundedWallet();
     const pia = await client(wallet);

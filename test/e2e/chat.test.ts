@@ -3,11 +3,9 @@ import { ethers } from "hardhat";
 import type { HardhatEthersSigner } from "@nomicfoundation/hardhat-ethers/signers";
 import { setBalance } from "@nomicfoundation/hardhat-network-helpers";
 import { Wallet, getBytes, parseEther, type Signer, type TransactionRequest } from "ethers";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { deployProtocolFixture } from "../fixtures/protocol";
-import { createTestClient, fundedWallet, startRegisteredEdgeNodes } from "../fixtures/edgeNetwork";
+import { createTestClient, fundedWallet, until, useEdgeNetwork } from "../fixtures/edgeNetwork";
 import type { EdgeNode } from "../../node/edge";
 import { DEFAULT_INBOX_QUOTA } from "../../node/inbox";
 import { GroupSession, SenderKeyError } from "../../sdk/crypto/senderKeys";
@@ -77,21 +75,13 @@ function parkedBackups(node: EdgeNode, recipient: Uint8Array): string[] {
     .map((row) => `sha256:${toHex(parseBackupChunk(row.envelope).digest)}`);
 }
 
-async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + WAIT_MS;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", function () {
   this.timeout(120_000);
 
+  const network = useEdgeNetwork("chat", 4, POLL_MS, WAIT_MS);
+  const { nodes, clients } = network;
   let ctx: Ctx;
   let root: string;
-  const nodes: EdgeNode[] = [];
-  const clients: SendingClient[] = [];
   let alice: HardhatEthersSigner;
   let bob: HardhatEthersSigner;
   let carol: HardhatEthersSigner;
@@ -148,18 +138,9 @@ describe("e2e: chat between wallets through real edge nodes on 127.0.0.1", funct
     );
   }
 
-  before(async () => {
-    ctx = await deployProtocolFixture();
-    root = await mkdtemp(path.join(tmpdir(), "sending-chat-"));
+  before(() => {
+    ({ ctx, root } = network);
     [alice, bob, carol, dave] = ctx.signers.slice(5, 9);
-    // Four edge nodes, each known to every other before the first packet.
-    nodes.push(...(await startRegisteredEdgeNodes(ctx, ctx.signers.slice(1, 5), root, POLL_MS, WAIT_MS)));
-  });
-
-  after(async () => {
-    await Promise.allSettled(clients.map((c) => c.stop()));
-    await Promise.allSettled(nodes.map((n) => n.stop()));
-    await rm(root, { recursive: true, force: true });
   });
 
   let aliceClient: SendingClient;

@@ -1,11 +1,8 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { type Provider, type Signer, type TransactionRequest } from "ethers";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { deployProtocolFixture } from "../fixtures/protocol";
-import { createTestClient, fundedWallet, startRegisteredEdgeNodes } from "../fixtures/edgeNetwork";
+import { createTestClient, fundedWallet, until, useEdgeNetwork } from "../fixtures/edgeNetwork";
 import type { EdgeNode } from "../../node/edge";
 import { SenderKeyError } from "../../sdk/crypto/senderKeys";
 import { MemoryStorage, StorageError, type StorageAdapter } from "../../sdk/storage";
@@ -25,14 +22,6 @@ const WAIT_MS = 10_000;
 const QUIET_MS = 500;
 
 type Ctx = Awaited<ReturnType<typeof deployProtocolFixture>>;
-
-async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + WAIT_MS;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -101,10 +90,9 @@ function gatedProvider(operator: string) {
 describe("e2e: groups recover from failed stores, send outside their lock, and refuse a reinstalled admin", function () {
   this.timeout(120_000);
 
+  const network = useEdgeNetwork("group-recovery", 4, POLL_MS, WAIT_MS);
+  const { nodes, clients } = network;
   let ctx: Ctx;
-  let root: string;
-  const nodes: EdgeNode[] = [];
-  const clients: SendingClient[] = [];
 
   async function client(
     signer: Signer,
@@ -149,16 +137,8 @@ describe("e2e: groups recover from failed stores, send outside their lock, and r
     );
   }
 
-  before(async () => {
-    ctx = await deployProtocolFixture();
-    root = await mkdtemp(path.join(tmpdir(), "sending-group-recovery-"));
-    nodes.push(...(await startRegisteredEdgeNodes(ctx, ctx.signers.slice(1, 5), root, POLL_MS, WAIT_MS)));
-  });
-
-  after(async () => {
-    await Promise.allSettled(clients.map((c) => c.stop()));
-    await Promise.allSettled(nodes.map((n) => n.stop()));
-    await rm(root, { recursive: true, force: true });
+  before(() => {
+    ctx = network.ctx;
   });
 
   it("completes a removal it followed but could not store before its next group message, and at its next start", async () => {

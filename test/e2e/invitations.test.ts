@@ -1,11 +1,9 @@
 import { expect } from "chai";
 import { ethers } from "hardhat";
 import { Wallet, type Signer } from "ethers";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { deployProtocolFixture } from "../fixtures/protocol";
-import { createTestClient, fundedWallet, startRegisteredEdgeNodes } from "../fixtures/edgeNetwork";
+import { createTestClient, fundedWallet, until, useEdgeNetwork } from "../fixtures/edgeNetwork";
 import type { EdgeNode } from "../../node/edge";
 import { SenderKeyError } from "../../sdk/crypto/senderKeys";
 import { FileStorage, MemoryStorage, StorageError, type StorageAdapter } from "../../sdk/storage";
@@ -35,14 +33,6 @@ const QUIET_MS = KEY_REQUEST_DELAY_MS + 1_500;
 
 type Ctx = Awaited<ReturnType<typeof deployProtocolFixture>>;
 
-async function until(check: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + WAIT_MS;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The ClientError code a promise rejects with (fails the test when it resolves). */
@@ -59,10 +49,10 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
 describe("e2e: group invitations the user accepts, through real edge nodes on 127.0.0.1", function () {
   this.timeout(120_000);
 
+  const network = useEdgeNetwork("invitations", 4, POLL_MS, WAIT_MS);
+  const { nodes, clients } = network;
   let ctx: Ctx;
   let root: string;
-  const nodes: EdgeNode[] = [];
-  const clients: SendingClient[] = [];
   let homes = 0;
 
   /** A client of `signer` with the default options (invitations: "ask") unless `extra` says otherwise. */
@@ -145,17 +135,8 @@ describe("e2e: group invitations the user accepts, through real edge nodes on 12
     return c.nextMessage((m) => m.groupId === group && m.text === text, { signal: AbortSignal.timeout(WAIT_MS) });
   }
 
-  before(async () => {
-    ctx = await deployProtocolFixture();
-    root = await mkdtemp(path.join(tmpdir(), "sending-invitations-"));
-    // Four edge nodes, each known to every other before the first packet.
-    nodes.push(...(await startRegisteredEdgeNodes(ctx, ctx.signers.slice(1, 5), root, POLL_MS, WAIT_MS)));
-  });
-
-  after(async () => {
-    await Promise.allSettled(clients.map((c) => c.stop()));
-    await Promise.allSettled(nodes.map((n) => n.stop()));
-    await rm(root, { recursive: true, force: true });
+  before(() => {
+    ({ ctx, root } = network);
   });
 
   it("refuses a groupInvitations option other than ask or accept", async () => {

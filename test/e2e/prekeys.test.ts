@@ -2,11 +2,8 @@ import { expect } from "chai";
 import { ethers } from "hardhat";
 import { setBalance } from "@nomicfoundation/hardhat-network-helpers";
 import { parseEther, type Signer } from "ethers";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { deployProtocolFixture } from "../fixtures/protocol";
-import { createTestClient, fundedWallet, startRegisteredEdgeNodes } from "../fixtures/edgeNetwork";
+import { createTestClient, fundedWallet, until, useEdgeNetwork } from "../fixtures/edgeNetwork";
 import type { EdgeNode } from "../../node/edge";
 import { X3dhError } from "../../sdk/crypto/x3dh";
 import { recipientIdOf } from "../../sdk/net/calls";
@@ -29,14 +26,6 @@ const INTERVAL = MIN_SIGNED_PREKEY_ROTATION_MS;
 
 type Ctx = Awaited<ReturnType<typeof deployProtocolFixture>>;
 
-async function until(check: () => boolean | Promise<boolean>, what: string, waitMs = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + waitMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
-
 /** A clock the test moves: the signed prekey's age is read from it, nothing else. */
 function testClock() {
   const clock = { t: Date.now(), now: () => clock.t };
@@ -46,21 +35,12 @@ function testClock() {
 describe("e2e: scheduled signed-prekey rotation, through real edge nodes on 127.0.0.1", function () {
   this.timeout(150_000);
 
+  const network = useEdgeNetwork("prekeys", 3, POLL_MS, WAIT_MS);
+  const { nodes, clients } = network;
   let ctx: Ctx;
-  let root: string;
-  const nodes: EdgeNode[] = [];
-  const clients: SendingClient[] = [];
 
-  before(async () => {
-    ctx = await deployProtocolFixture();
-    root = await mkdtemp(path.join(tmpdir(), "sending-prekeys-"));
-    nodes.push(...(await startRegisteredEdgeNodes(ctx, ctx.signers.slice(1, 4), root, POLL_MS, WAIT_MS)));
-  });
-
-  after(async () => {
-    await Promise.allSettled(clients.map((c) => c.stop()));
-    await Promise.allSettled(nodes.map((n) => n.stop()));
-    await rm(root, { recursive: true, force: true });
+  before(() => {
+    ctx = network.ctx;
   });
 
   function client(

@@ -1674,8 +1674,7 @@ export class SendingClient {
     this.#heldAt = Math.max(Date.now(), this.#heldAt + 1);
     return new ByteWriter()
       .bytes(magic)
-      .u32(Math.floor(this.#heldAt / 2 ** 32))
-      .u32(this.#heldAt % 2 ** 32)
+      .u64(this.#heldAt)
       .bytes(getBytes(`0x${groupId}`))
       .bytes(getBytes(from));
   }
@@ -1685,8 +1684,7 @@ export class SendingClient {
     const record = this.#heldRecord(HELD_MESSAGE_RECORD_MAGIC, m.groupId, m.from)
       .bytes(getBytes(m.base.from))
       .bytes(getBytes(m.base.deliveredBy))
-      .u32(Math.floor(m.base.storedAt / 2 ** 32))
-      .u32(m.base.storedAt % 2 ** 32)
+      .u64(m.base.storedAt)
       .bytes(m.message)
       .finish();
     await this.#identity.store
@@ -1732,7 +1730,7 @@ export class SendingClient {
         const from = getAddress(hexlify(r.bytes(20, "sender")));
         const user = getAddress(hexlify(r.bytes(20, "user")));
         const deliveredBy = getAddress(hexlify(r.bytes(20, "delivered by")));
-        const storedAt = r.u32("stored at (high)") * 2 ** 32 + r.u32("stored at (low)");
+        const storedAt = r.u64("stored at");
         if (r.remaining === 0) throw fail("expected a sender-key message");
         const message = r.bytes(r.remaining, "message");
         const base = {
@@ -1779,14 +1777,10 @@ export class SendingClient {
         const fail = (message: string) => new IdentityError("CorruptStorage", `${where} ${name}: ${message}`);
         const r = new ByteReader(record, `${where} ${name}`, (m) => new IdentityError("CorruptStorage", m));
         if (!bytesEqual(r.bytes(magic.length, "magic"), magic)) throw fail(`expected the magic of a ${what} record`);
-        const heldAt = r.u32("held at (high)") * 2 ** 32 + r.u32("held at (low)");
+        const heldAt = r.u64("held at");
         loaded.push({ heldAt, name, item: parse(name.slice(prefix.length), r, fail) });
       } catch (error) {
-        this.#emit("error", error as Error);
-        // Only a record that is there but unreadable goes: a storage that failed to answer keeps it.
-        if (error instanceof IdentityError) {
-          await this.#identity.store.delete(name).catch((e: Error) => this.#emit("error", e));
-        }
+        await this.#dropUnreadable(name, error);
       } finally {
         record?.fill(0);
       }
@@ -1794,6 +1788,17 @@ export class SendingClient {
     loaded.sort((a, b) => a.heldAt - b.heldAt || (a.name < b.name ? -1 : 1));
     for (const { heldAt } of loaded) this.#heldAt = Math.max(this.#heldAt, heldAt);
     return loaded.map((l) => l.item);
+  }
+
+  /**
+   * A record a loader could not take: reported, and deleted if it is there but unreadable (IdentityError: it does not
+   * open or parse), so no key of it stays on disk; a storage that failed to answer keeps it for the next load.
+   */
+  async #dropUnreadable(name: string, error: unknown): Promise<void> {
+    this.#emit("error", error as Error);
+    if (error instanceof IdentityError) {
+      await this.#identity.store.delete(name).catch((e: Error) => this.#emit("error", e));
+    }
   }
 
   async #slot(peer: string): Promise<SessionSlot | undefined> {
@@ -2627,8 +2632,7 @@ export class SendingClient {
   async #saveInvitation(invitation: PendingInvitation): Promise<void> {
     const record = new ByteWriter()
       .bytes(INVITATION_RECORD_MAGIC)
-      .u32(Math.floor(invitation.receivedAt / 2 ** 32))
-      .u32(invitation.receivedAt % 2 ** 32)
+      .u64(invitation.receivedAt)
       .bytes(getBytes(invitation.admin))
       .u32(invitation.version)
       .bytes(getBytes(invitation.from))
@@ -2665,7 +2669,7 @@ export class SendingClient {
         if (!bytesEqual(r.bytes(INVITATION_RECORD_MAGIC.length, "magic"), INVITATION_RECORD_MAGIC)) {
           throw new IdentityError("CorruptStorage", `${where} ${name}: expected the magic of an invitation record`);
         }
-        const receivedAt = r.u32("received at (high)") * 2 ** 32 + r.u32("received at (low)");
+        const receivedAt = r.u64("received at");
         const admin = getAddress(hexlify(r.bytes(20, "admin")));
         const version = r.u32("version");
         const from = getAddress(hexlify(r.bytes(20, "sender")));
@@ -2681,11 +2685,7 @@ export class SendingClient {
         }
         loaded.push({ groupId: id, admin, version, members, from, distribution, receivedAt });
       } catch (error) {
-        this.#emit("error", error as Error);
-        // Only a record that is there but unreadable goes: a storage that failed to answer keeps it.
-        if (error instanceof IdentityError) {
-          await this.#identity.store.delete(name).catch((e: Error) => this.#emit("error", e));
-        }
+        await this.#dropUnreadable(name, error);
       } finally {
         record?.fill(0);
       }
@@ -2810,11 +2810,7 @@ export class SendingClient {
         );
       }
       const at = Date.now();
-      const record = new ByteWriter()
-        .bytes(BLOCK_RECORD_MAGIC)
-        .u32(Math.floor(at / 2 ** 32))
-        .u32(at % 2 ** 32)
-        .finish();
+      const record = new ByteWriter().bytes(BLOCK_RECORD_MAGIC).u64(at).finish();
       await this.#identity.store.put(BLOCKED_ADMINS_PREFIX + blocked.slice(2).toLowerCase(), record);
       this.#blockedAdmins.add(blocked);
     }
@@ -2879,10 +2875,7 @@ export class SendingClient {
         }
         this.#blockedAdmins.add(getAddress(`0x${hex}`));
       } catch (error) {
-        this.#emit("error", error as Error);
-        if (error instanceof IdentityError) {
-          await this.#identity.store.delete(name).catch((e: Error) => this.#emit("error", e));
-        }
+        await this.#dropUnreadable(name, error);
       }
     }
     for (const admin of this.#blockedAdmins) await this.#dropBlockedGroups(admin);

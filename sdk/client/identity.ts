@@ -353,8 +353,7 @@ function encodeMeta(meta: Meta): Uint8Array {
     .bytes(META_MAGIC)
     .u32(meta.currentSignedPrekeyId)
     .u32(meta.nextOneTimePrekeyId)
-    .u32(Math.floor(at / 2 ** 32))
-    .u32(at % 2 ** 32)
+    .u64(at)
     .finish();
 }
 
@@ -368,7 +367,7 @@ function decodeMeta(bytes: Uint8Array, loadedAt: number): { meta: Meta; upgraded
   const currentSignedPrekeyId = r.u32("signed prekey id");
   const nextOneTimePrekeyId = r.u32("next one-time id");
   const upgraded = bytes.length === META_V1_LENGTH;
-  const signedPrekeyCreatedAt = upgraded ? loadedAt : r.u32("created at, high") * 2 ** 32 + r.u32("created at, low");
+  const signedPrekeyCreatedAt = upgraded ? loadedAt : r.u64("created at");
   r.end();
   if (magic.some((b, i) => b !== META_MAGIC[i])) {
     throw new IdentityError("CorruptStorage", "ClientIdentity.open: expected the meta record to start with 'SNID'");

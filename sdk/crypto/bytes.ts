@@ -144,6 +144,14 @@ export class ByteReader {
     return readU32(this.input, this.#take(4, what));
   }
 
+  /** Reads a big-endian uint64 that must be a safe integer (below 2^53: a time in ms, say). */
+  u64(what: string): number {
+    const at = this.#take(8, what);
+    const high = readU32(this.input, at);
+    if (high >= 2 ** 21) throw this.make(`${this.where}: expected ${what} below 2^53, got high word ${high}`);
+    return high * 2 ** 32 + readU32(this.input, at + 4);
+  }
+
   /** Reads `n` bytes into a new array. */
   bytes(n: number, what: string): Uint8Array {
     const at = this.#take(n, what);
@@ -180,6 +188,14 @@ export class ByteWriter {
   u32(value: number): this {
     this.#chunks.push(u32Bytes(value));
     return this;
+  }
+
+  /** Appends a safe integer (a time in ms, say) as a big-endian uint64: u32 high || u32 low. */
+  u64(value: number): this {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new RangeError(`ByteWriter.u64: expected a safe integer of at least 0, got ${value}`);
+    }
+    return this.u32(Math.floor(value / 2 ** 32)).u32(value % 2 ** 32);
   }
 
   /**
